@@ -1,0 +1,6 @@
+"""higherpose: multi-person pose estimation in crowds with compiled C++/CUDA operators.
+
+`higherpose.ops` holds the operators and can be imported alone. Heavier parts (models, data,
+inference) are imported from their own subpackages.
+"""
+__version__ = "0.1.0"

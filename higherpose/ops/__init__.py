@@ -1,0 +1,14 @@
+"""The compiled operators of higherpose, with documented Python wrappers.
+
+Importing this package loads `higherpose._C` (which registers `torch.ops.higherpose.*`) and the
+fake kernels that let `torch.compile(fullgraph=True)` trace through the ops. It imports no model,
+data or config code, so other repositories can depend on it alone. `higherpose.ops.reference`
+holds a pure-PyTorch reference of every op, which the tests hold the kernels to.
+"""
+from ._library import cuda_compiled, load_library
+
+load_library()
+
+from .peaks import heatmap_peaks  # noqa: E402
+
+__all__ = ["heatmap_peaks", "cuda_compiled", "load_library"]

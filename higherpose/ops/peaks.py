@@ -1,0 +1,60 @@
+"""Heatmap peaks: local-maximum suppression + top-k + tag gather in one op."""
+
+import torch
+
+from ._library import load_library
+
+load_library()
+
+
+def heatmap_peaks(heatmaps, tags, kernel=5, k=30):
+    """Find the k strongest local maxima of every heatmap and read the tags there.
+
+    Args:
+        heatmaps: ``[N, J, H, W]`` floating tensor (float32/float64/float16/bfloat16), any strides.
+        tags: ``[N, J, H, W, T]`` tensor of the same dtype and device (T tag maps, e.g. 2 with
+            flip test).
+        kernel: odd neighbourhood size of the suppression (upstream NMS_KERNEL, 5 for CrowdPose).
+        k: number of peaks kept per (image, joint) (upstream MAX_NUM_PEOPLE).
+
+    Returns:
+        ``(values [N, J, k], x [N, J, k] int64, y [N, J, k] int64, peak_tags [N, J, k, T])``.
+
+    A pixel is a peak iff it is not NaN and no pixel of its ``kernel × kernel`` neighbourhood
+    inside the map is greater (ties with the maximum are peaks too, as with upstream's max-pool
+    equality test; pixels outside the map never win). Peaks are ordered by value, ties by the
+    lower flat index ``y * W + x``. When a map has fewer than k peaks the remaining slots are
+    filled with value ``-inf``, ``x = y = -1`` and zero tags. NaN pixels are never peaks and never
+    suppress their neighbours. Values are compared in the input's own precision.
+    """
+    return torch.ops.higherpose.heatmap_peaks(heatmaps, tags, int(kernel), int(k))
+
+
+def _check_args(heatmaps, tags, kernel, k):
+    if heatmaps.dim() != 4:
+        raise RuntimeError(f"heatmap_peaks: heatmaps must be [N, J, H, W], got {heatmaps.dim()} dimensions")
+    if tags.dim() != 5:
+        raise RuntimeError(f"heatmap_peaks: tags must be [N, J, H, W, T], got {tags.dim()} dimensions")
+    if tuple(tags.shape[:4]) != tuple(heatmaps.shape):
+        raise RuntimeError(f"heatmap_peaks: tags {tuple(tags.shape)} do not match heatmaps {tuple(heatmaps.shape)}")
+    if not heatmaps.dtype.is_floating_point or tags.dtype != heatmaps.dtype:
+        raise RuntimeError(f"heatmap_peaks: heatmaps ({heatmaps.dtype}) and tags ({tags.dtype}) must share one floating dtype")
+    if tags.device != heatmaps.device:
+        raise RuntimeError(f"heatmap_peaks: tags are on {tags.device} but heatmaps are on {heatmaps.device}")
+    if kernel <= 0 or kernel % 2 == 0:
+        raise RuntimeError(f"heatmap_peaks: kernel must be a positive odd number, got {kernel}")
+    if k < 1:
+        raise RuntimeError(f"heatmap_peaks: k must be at least 1, got {k}")
+
+
+@torch.library.register_fake("higherpose::heatmap_peaks")
+def _heatmap_peaks_fake(heatmaps, tags, kernel, k):
+    _check_args(heatmaps, tags, kernel, k)
+    n, j = heatmaps.shape[:2]
+    t = tags.shape[4]
+    values = heatmaps.new_empty((n, j, k))
+    x = heatmaps.new_empty((n, j, k), dtype=torch.long)
+    y = heatmaps.new_empty((n, j, k), dtype=torch.long)
+    return values, x, y, tags.new_empty((n, j, k, t))
+
+

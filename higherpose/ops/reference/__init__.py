@@ -1,0 +1,8 @@
+"""Pure-PyTorch (and numpy) references of every higherpose operator.
+
+They are written for clarity, not speed, straight from the op contracts in DESIGN.md and the
+upstream descriptions; the tests hold the compiled kernels to them.
+"""
+from .peaks import heatmap_peaks
+
+__all__ = ["heatmap_peaks"]
