@@ -10,5 +10,6 @@ from ._library import cuda_compiled, load_library
 load_library()
 
 from .peaks import heatmap_peaks  # noqa: E402
+from .window_attention import centre_offset, window_attention  # noqa: E402
 
-__all__ = ["heatmap_peaks", "cuda_compiled", "load_library"]
+__all__ = ["heatmap_peaks", "window_attention", "centre_offset", "cuda_compiled", "load_library"]

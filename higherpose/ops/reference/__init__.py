@@ -4,5 +4,6 @@ They are written for clarity, not speed, straight from the op contracts in DESIG
 upstream descriptions; the tests hold the compiled kernels to them.
 """
 from .peaks import heatmap_peaks
+from .window_attention import window_attention
 
-__all__ = ["heatmap_peaks"]
+__all__ = ["heatmap_peaks", "window_attention"]
