@@ -1,0 +1,1 @@
+"""Networks (registry keyed by MODEL.NAME)."""

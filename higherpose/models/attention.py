@@ -1,0 +1,57 @@
+"""Window multi-head attention module with upstream HRFormer parameter names.
+
+`q_proj`, `k_proj`, `v_proj`, `out_proj`, `relative_position_bias_table` and the buffer
+`relative_position_index` are named as in upstream HRFormer pose checkpoints, so those load with
+strict=True. The attention itself is the fused `higherpose.ops.window_attention` op.
+"""
+import torch
+from torch import nn
+
+from higherpose.ops import window_attention
+from higherpose.ops.window_attention import centre_offset, relative_position_index
+
+
+class WindowMultiheadAttention(nn.Module):
+    """Multi-head self-attention inside local windows of an image-layout token map.
+
+    Args:
+        embed_dim: channels C (heads * head_dim).
+        num_heads: attention heads.
+        window_size: int or (wh, ww).
+        with_rpe: add the relative position bias (off = upstream HRFormer pose behaviour, where the
+            table exists but is never added; on = HRFormer classification/segmentation and mmpose).
+        pad_mode: "zeros" (HRFormer: padded positions are zero tokens whose keys/values are the
+            projection biases) or "mask" (padded positions excluded).
+
+    forward(x [B, H, W, C], offset=None) -> [B, H, W, C]; offset defaults to HRFormer's centre
+    padding grid.
+    """
+
+    def __init__(self, embed_dim, num_heads, window_size=7, with_rpe=False, pad_mode="zeros"):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.window = (window_size, window_size) if isinstance(window_size, int) else tuple(window_size)
+        self.with_rpe, self.pad_mode = with_rpe, pad_mode
+        self.scale = (embed_dim // num_heads) ** -0.5
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        wh, ww = self.window
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(self.window))
+
+    def forward(self, x, offset=None):
+        _, h, w, _ = x.shape
+        if offset is None:
+            offset = centre_offset(h, w, self.window)
+        out = window_attention(
+            self.q_proj(x), self.k_proj(x), self.v_proj(x), self.num_heads, self.window, self.scale, offset,
+            self.pad_mode,
+            k_pad=self.k_proj.bias if self.pad_mode == "zeros" else None,
+            v_pad=self.v_proj.bias if self.pad_mode == "zeros" else None,
+            rel_bias=self.relative_position_bias_table if self.with_rpe else None)
+        return self.out_proj(out)
