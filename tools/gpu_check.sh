@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The one prepared check for a GPU machine (PyTorch 2.11 + CUDA 13, Python 3.12, no internet):
+# builds the CUDA extension in place against the machine's own torch (never reinstalls torch),
+# runs `pytest -m cuda`, then the op benchmarks, and writes a log and the figures to $OUT (or
+# ./gpu_check_out). Packages missing there (yacs, json_tricks, pycocotools, faster-coco-eval)
+# travel as py3.12 wheels in the ignored folder .whl/ (see README, "GPU check").
+# Usage: bash tools/gpu_check.sh [quick]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/gpu_check_out}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY="${PYTHON:-python3}"
+log="$OUT/gpu_check.log"
+exec > >(tee -a "$log") 2>&1
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+
+export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+start=$(date +%s)
+FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:-16}" \
+  "$PY" setup.py -q build_ext --inplace || { echo "BUILD FAILED"; exit 1; }
+echo "build: $(( $(date +%s) - start )) s"
+"$PY" -c "import higherpose.ops as o; print('cuda kernels compiled:', o.cuda_compiled())"
+
+timeout 300 "$PY" -m pytest -m cuda -q -x --no-header -p no:cacheprovider tests 2>&1 | tail -40 | tee "$OUT/pytest_cuda.txt"
+[ "${1:-}" = "quick" ] && exit 0
+
+for bench in bench_peaks bench_group bench_window_attn bench_valid; do
+  if [ -f "tools/bench/$bench.py" ]; then
+    echo "== $bench"
+    timeout 240 "$PY" "tools/bench/$bench.py" --device cuda --json "$OUT/$bench.json" 2>&1 | tail -60
+  fi
+done
+echo "gpu check done in $(( $(date +%s) - start )) s"
