@@ -1,0 +1,283 @@
+"""Bottom-up (associative-embedding) inference: HigherHRNet's test pipeline on the model's device.
+
+Per image: for each test scale (largest first) the image is resized and aligned
+(`multi_scale_size`), the model runs on it and on its horizontal flip, stage outputs are
+upsampled to the last stage's size and averaged, the flipped pass is flipped back and its joint
+channels permuted with the dataset's flip index, and its tags become a second tag map (T = 2).
+With PROJECT2IMAGE the maps are resized to the scale-1.0 input size. Heatmaps are averaged over
+flip and scales; tags come from scale 1.0 only. Then the heatmap-peaks and grouping ops run on
+the same device, and coordinates are mapped back to the original image.
+
+Images whose resized sizes agree are processed together as one batch.
+"""
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .transforms import affine_matrix, multi_scale_size, to_image_coords
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Upstream visits joints in the COCO order (1-based 1..7, 12, 13, 8..11, 14..17), truncated to J.
+COCO_JOINT_ORDER = [0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16]
+
+
+def default_joint_order(num_joints):
+    """Upstream's order truncated to J when that is a permutation of range(J), else 0..J-1."""
+    order = COCO_JOINT_ORDER[:num_joints]
+    if sorted(order) == list(range(num_joints)):
+        return order
+    return list(range(num_joints))
+
+
+@dataclass
+class BottomUpSettings:
+    """The TEST / DATASET fields the pipeline reads (build with `from_config`)."""
+    num_joints: int
+    flip_index: list
+    input_size: int = 512
+    scale_factors: tuple = (1.0,)
+    flip_test: bool = True
+    project2image: bool = True
+    with_heatmaps: tuple = (True, True)
+    with_ae: tuple = (True, False)
+    tag_per_joint: bool = True
+    nms_kernel: int = 5
+    max_people: int = 30
+    detection_threshold: float = 0.1
+    tag_threshold: float = 1.0
+    use_detection_val: bool = True
+    ignore_too_much: bool = False
+    adjust: bool = True
+    refine: bool = True
+    joint_order: list = field(default=None)
+
+    @classmethod
+    def from_config(cls, cfg, flip_index=None):
+        num_joints = cfg.DATASET.NUM_JOINTS
+        if cfg.DATASET.WITH_CENTER and cfg.TEST.IGNORE_CENTER:
+            raise ValueError("DATASET.WITH_CENTER is not supported by the bottom-up inference")
+        if flip_index is None:
+            from higherpose.data import dataset_info
+            flip_index = list(dataset_info(cfg.DATASET.DATASET_TEST).flip_index)
+        stages = cfg.LOSS.NUM_STAGES
+        with_heatmaps = tuple(bool(a and b) for a, b in zip(cfg.LOSS.WITH_HEATMAPS_LOSS[:stages], cfg.TEST.WITH_HEATMAPS))
+        with_ae = tuple(bool(a and b) for a, b in zip(cfg.LOSS.WITH_AE_LOSS[:stages], cfg.TEST.WITH_AE))
+        if cfg.TEST.NMS_KERNEL != 2 * cfg.TEST.NMS_PADDING + 1:
+            raise ValueError(f"TEST.NMS_PADDING must be (NMS_KERNEL - 1) / 2, got kernel {cfg.TEST.NMS_KERNEL} "
+                             f"and padding {cfg.TEST.NMS_PADDING}")
+        return cls(num_joints=num_joints, flip_index=list(flip_index), input_size=int(cfg.DATASET.INPUT_SIZE),
+                   scale_factors=tuple(float(s) for s in cfg.TEST.SCALE_FACTOR), flip_test=bool(cfg.TEST.FLIP_TEST),
+                   project2image=bool(cfg.TEST.PROJECT2IMAGE), with_heatmaps=with_heatmaps, with_ae=with_ae,
+                   tag_per_joint=bool(cfg.MODEL.TAG_PER_JOINT), nms_kernel=int(cfg.TEST.NMS_KERNEL),
+                   max_people=int(cfg.DATASET.MAX_NUM_PEOPLE),
+                   detection_threshold=float(cfg.TEST.DETECTION_THRESHOLD),
+                   tag_threshold=float(cfg.TEST.TAG_THRESHOLD), use_detection_val=bool(cfg.TEST.USE_DETECTION_VAL),
+                   ignore_too_much=bool(cfg.TEST.IGNORE_TOO_MUCH), adjust=bool(cfg.TEST.ADJUST),
+                   refine=bool(cfg.TEST.REFINE))
+
+    def validate(self):
+        if sorted(self.flip_index) != list(range(self.num_joints)):
+            raise ValueError(f"flip_index must be a permutation of 0..{self.num_joints - 1}, got {self.flip_index}")
+        if not self.scale_factors or min(self.scale_factors) <= 0:
+            raise ValueError(f"TEST.SCALE_FACTOR must be positive numbers, got {self.scale_factors}")
+        if len(self.scale_factors) > 1 and 1.0 not in self.scale_factors:
+            raise ValueError("multi-scale test needs 1.0 among TEST.SCALE_FACTOR (tags are read at scale 1.0)")
+        if not any(self.with_heatmaps):
+            raise ValueError("no stage provides heatmaps at test time (TEST.WITH_HEATMAPS / LOSS.WITH_HEATMAPS_LOSS)")
+        if not any(self.with_ae):
+            raise ValueError("no stage provides tags at test time (TEST.WITH_AE / LOSS.WITH_AE_LOSS)")
+
+
+@dataclass
+class Timer:
+    """Seconds spent in the model (pre-processing, forward, map aggregation) and in post-processing."""
+    model: float = 0.0
+    post: float = 0.0
+    images: int = 0
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def default_parser(heatmaps, tags, s):
+    """The compiled grouping op (heatmap peaks + associative-embedding grouping)."""
+    from higherpose.ops import ae_group
+    return ae_group(heatmaps, tags, joint_order=s.joint_order or default_joint_order(s.num_joints),
+                    nms_kernel=s.nms_kernel, max_people=s.max_people, detection_threshold=s.detection_threshold,
+                    tag_threshold=s.tag_threshold, use_detection_val=s.use_detection_val,
+                    ignore_too_much=s.ignore_too_much, adjust=s.adjust, refine=s.refine)
+
+
+class BottomUpInference:
+    """Poses for BGR images from a bottom-up model.
+
+    Args:
+        model: returns a list of stage outputs ([B, 2J, H/4, W/4], [B, J, H/2, W/2]) for HigherHRNet.
+        settings: a `BottomUpSettings`.
+        parser: ``f(heatmaps [N,J,H,W], tags [N,J,H,W,T], settings) -> (poses [N,P,J,3+T], scores [N,P],
+            counts [N])``; defaults to `higherpose.ops.ae_group`.
+    """
+
+    def __init__(self, model, settings, parser=None):
+        settings.validate()
+        self.model = model
+        self.s = settings
+        self.parser = parser or default_parser
+        self.timer = Timer()
+
+    @property
+    def device(self):
+        try:
+            return next(self.model.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    # ------------------------------------------------------------------ pre-processing
+    def _to_tensor(self, warped):
+        """List of HxWx3 BGR uint8 arrays → normalised RGB [B, 3, H, W] on the model's device."""
+        batch = torch.from_numpy(np.stack(warped)).to(self.device, non_blocking=True)
+        batch = batch.flip(-1).permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
+        return (batch - mean) / std
+
+    # ------------------------------------------------------------------ network outputs
+    def _stage_maps(self, outputs):
+        """Stage outputs → (heatmaps averaged over stages, list of tag maps), at the last stage's size."""
+        if isinstance(outputs, torch.Tensor):
+            outputs = [outputs]
+        j = self.s.num_joints
+        size = outputs[-1].shape[-2:]
+        heatmaps, n_heat, tags = 0, 0, []
+        for i, out in enumerate(outputs):
+            if out.shape[-2:] != size:
+                out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+            if i < len(self.s.with_heatmaps) and self.s.with_heatmaps[i]:
+                heatmaps = heatmaps + out[:, :j]
+                n_heat += 1
+            if i < len(self.s.with_ae) and self.s.with_ae[i]:
+                tag = out[:, j:]
+                if tag.shape[1] == 0:
+                    raise ValueError(f"stage {i} output has {out.shape[1]} channels: no tag channels after {j} heatmaps")
+                tags.append(tag)
+        return heatmaps / n_heat, tags
+
+    def _forward_scale(self, batch):
+        """Heatmaps [B, J, h, w] (flip-averaged) and tag maps (list of [B, J or 1, h, w]) at one scale."""
+        heatmaps, tags = self._stage_maps(self.model(batch))
+        if self.s.flip_test:
+            heat_f, tags_f = self._stage_maps(self.model(torch.flip(batch, [3])))
+            heat_f = torch.flip(heat_f, [3])[:, self.s.flip_index]
+            heatmaps = (heatmaps + heat_f) / 2.0
+            for t in tags_f:
+                t = torch.flip(t, [3])
+                tags.append(t[:, self.s.flip_index] if self.s.tag_per_joint and t.shape[1] == self.s.num_joints else t)
+        return heatmaps, tags
+
+    @torch.inference_mode()
+    def maps(self, images):
+        """Aggregated maps for images that share one resized size.
+
+        Returns (heatmaps [B, J, H, W], tags [B, J, H, W, T], centers [B, 2], scales [B, 2]) where (W, H)
+        is the size the coordinates refer to (the scale-1.0 input size with PROJECT2IMAGE).
+        """
+        s = self.s
+        min_scale = min(s.scale_factors)
+        base = [multi_scale_size(im.shape[1], im.shape[0], s.input_size, 1.0, min_scale) for im in images]
+        base_size = base[0][0]
+        if any(b[0] != base_size for b in base):
+            raise ValueError("maps() needs images with the same resized size; use predict() for mixed sizes")
+        final_heat, final_tags, n_scales, last = None, None, 0, None
+        for scale in sorted(s.scale_factors, reverse=True):
+            warped, geo = [], []
+            for im in images:
+                size, center, sc = multi_scale_size(im.shape[1], im.shape[0], s.input_size, scale, min_scale)
+                m = affine_matrix(center, sc, size)
+                warped.append(cv2.warpAffine(im, m, size, flags=cv2.INTER_LINEAR))
+                geo.append((center, sc))
+            heatmaps, tags = self._forward_scale(self._to_tensor(warped))
+            if s.project2image:
+                target = (base_size[1], base_size[0])
+            elif final_heat is None:
+                target = tuple(heatmaps.shape[-2:])
+            else:
+                target = tuple(final_heat.shape[-2:])
+            if tuple(heatmaps.shape[-2:]) != target:
+                heatmaps = F.interpolate(heatmaps, size=target, mode="bilinear", align_corners=False)
+            final_heat = heatmaps if final_heat is None else final_heat + heatmaps
+            if scale == 1.0 or len(s.scale_factors) == 1:
+                final_tags = tags
+            n_scales += 1
+            last = geo
+        size = final_heat.shape[-2:]
+        tags = []
+        for t in final_tags:
+            if tuple(t.shape[-2:]) != tuple(size):
+                t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+            if t.shape[1] == 1:
+                t = t.expand(-1, s.num_joints, -1, -1)
+            tags.append(t.unsqueeze(4))
+        tags = torch.cat(tags, dim=4).contiguous()
+        centers = np.stack([g[0] for g in last])
+        scales = np.stack([g[1] for g in last])
+        return (final_heat / n_scales).contiguous(), tags, centers, scales
+
+    def postprocess(self, heatmaps, tags, centers, scales):
+        """Group and map back: list of (poses [P, J, 3] in image coordinates, scores [P]) numpy arrays."""
+        poses, person_scores, counts = self.parser(heatmaps, tags, self.s)
+        poses = poses[..., :3].float().cpu().numpy()
+        person_scores = person_scores.float().cpu().numpy()
+        counts = counts.cpu().numpy()
+        out_size = (heatmaps.shape[-1], heatmaps.shape[-2])
+        results = []
+        for b in range(len(counts)):
+            n = int(counts[b])
+            p = poses[b, :n].astype(np.float64)
+            p[..., :2] = to_image_coords(p[..., :2], centers[b], scales[b], out_size)
+            results.append((p, person_scores[b, :n].astype(np.float64)))
+        return results
+
+    def predict(self, images, batch_size=8):
+        """Poses for a list of HxWx3 BGR uint8 images (or one image).
+
+        Returns a list of (poses [P, J, 3] (x, y, score) in image coordinates, scores [P]); a single
+        image in gives a single tuple out.
+        """
+        single = isinstance(images, np.ndarray) and images.ndim == 3
+        if single:
+            images = [images]
+        for i, im in enumerate(images):
+            if not isinstance(im, np.ndarray) or im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+                raise ValueError(f"image {i} must be an HxWx3 uint8 BGR array, got "
+                                 f"{getattr(im, 'shape', type(im))} {getattr(im, 'dtype', '')}")
+        min_scale = min(self.s.scale_factors)
+        buckets = {}
+        for i, im in enumerate(images):
+            key = multi_scale_size(im.shape[1], im.shape[0], self.s.input_size, 1.0, min_scale)[0]
+            buckets.setdefault(key, []).append(i)
+        results = [None] * len(images)
+        device = self.device
+        for idx in buckets.values():
+            for start in range(0, len(idx), batch_size):
+                chunk = idx[start:start + batch_size]
+                t0 = time.perf_counter()
+                heat, tags, centers, scales = self.maps([images[i] for i in chunk])
+                _sync(device)
+                t1 = time.perf_counter()
+                with torch.inference_mode():
+                    out = self.postprocess(heat, tags, centers, scales)
+                t2 = time.perf_counter()
+                self.timer.model += t1 - t0
+                self.timer.post += t2 - t1
+                self.timer.images += len(chunk)
+                for i, r in zip(chunk, out):
+                    results[i] = r
+        return results[0] if single else results
