@@ -124,6 +124,7 @@ _C.TRAIN.WARMUP_ITERS = 0  # (higherpose) linear warm-up iterations
 _C.TRAIN.WARMUP_RATIO = 0.001  # (higherpose) warm-up start factor
 _C.TRAIN.CLIP_GRAD_NORM = 0.0  # (higherpose) 0 = off
 _C.TRAIN.MAX_ITERS_PER_EPOCH = 0  # (higherpose) 0 = whole epoch; >0 cuts epochs (smoke runs)
+_C.TRAIN.CHECKPOINT_EVERY_ITERS = 0  # (higherpose) >0: also write checkpoint.pth.tar mid-epoch
 
 # ------------------------------------------------------------------ testing
 _C.TEST = CN()

@@ -1,0 +1,96 @@
+"""Process-group set-up and the few collectives the trainer needs.
+
+One `DistContext` describes the process: its global rank, the world size, its local rank on the
+node and the device it computes on. A single process is a world of one (no process group).
+"""
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+
+def backend_for(device_type):
+    """NCCL for CUDA devices, gloo for CPU processes."""
+    return "nccl" if device_type == "cuda" else "gloo"
+
+
+def init_process_group(ctx, init_method, backend=None):
+    """Join the process group described by `ctx` (a no-op for a world of one)."""
+    if not ctx.distributed:
+        return
+    if ctx.device.type == "cuda":
+        torch.cuda.set_device(ctx.device)
+    backend = backend or backend_for(ctx.device.type)
+    if backend == "nccl" and ctx.device.type != "cuda":
+        raise ValueError("the nccl backend needs CUDA devices; CPU processes use gloo")
+    kwargs = {"device_id": ctx.device} if backend == "nccl" else {}
+    dist.init_process_group(backend=backend, init_method=init_method, world_size=ctx.world_size,
+                            rank=ctx.rank, **kwargs)
+
+
+def destroy_process_group():
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_mean(tensor):
+    """Mean of `tensor` over all processes (the tensor itself when not distributed)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        tensor /= dist.get_world_size()
+    return tensor
+
+
+def all_gather_objects(obj):
+    """A list holding `obj` from every rank (just [obj] when not distributed)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        out = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+    return [obj]
+
+
+def barrier():
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def free_port():
+    """A TCP port that is free right now on this host (for single-node spawned runs)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_env():
+    """(rank, world_size, local_rank) when launched by torchrun (env://), else None."""
+    keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    if not all(k in os.environ for k in keys):
+        return None
+    try:
+        rank, world, local = (int(os.environ[k]) for k in keys)
+    except ValueError as err:
+        raise ValueError(f"torchrun environment variables must be integers: {err}") from None
+    if not (0 <= rank < world) or local < 0:
+        raise ValueError(f"inconsistent torchrun environment: RANK={rank} WORLD_SIZE={world} "
+                         f"LOCAL_RANK={local}")
+    return rank, world, local
