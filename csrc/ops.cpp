@@ -20,6 +20,8 @@ TORCH_LIBRARY(higherpose, m) {
       "Tensor peak_tags, int[] joint_order, float detection_threshold, float tag_threshold, "
       "bool use_detection_val, bool ignore_too_much, int max_people, bool adjust, bool refine) "
       "-> (Tensor poses, Tensor scores, Tensor counts)");
+  //    Its assignment solver, with scipy.optimize.linear_sum_assignment's interface and ties.
+  m.def("linear_sum_assignment(Tensor cost) -> (Tensor row_ind, Tensor col_ind)");
 
   // 3. Local-window multi-head attention (HRFormer / Swin style), with backward.
   //    q, k, v [B, H, W, heads * d]; window (wh, ww); offset (top, left) of the window grid;

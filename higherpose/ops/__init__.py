@@ -10,6 +10,7 @@ from ._library import cuda_compiled, load_library
 load_library()
 
 from .peaks import heatmap_peaks  # noqa: E402
+from .group import ae_group, default_joint_order, linear_sum_assignment  # noqa: E402,F401
 from .window_attention import centre_offset, window_attention  # noqa: E402
 
 __all__ = ["heatmap_peaks", "window_attention", "centre_offset", "cuda_compiled", "load_library"]

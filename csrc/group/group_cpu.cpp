@@ -1,0 +1,212 @@
+// ae_group on the CPU: one task per image (at::parallel_for), each doing upstream's matching,
+// adjust, scores and refine. Semantics: higherpose/ops/reference/group.py.
+//
+// Refine computes, per person and *missing* joint only, the first row-major maximum of
+// det - round(||tag - person tag||) in float32, without materialising the score map. Since
+// round(dist) >= 0, a pixel whose det is below the best score so far cannot win, so the scan
+// is seeded with that joint's peaks (where the maximum usually is) and only evaluates the
+// distance where det reaches the current best. Ties keep the lowest flat index, so the result is
+// the same as a plain row-major argmax.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+
+#include "group/group.h"
+
+namespace higherpose {
+namespace {
+
+// det - round(||tag - person_tag||) at flat index `idx` (float32, upstream's operation order).
+inline float refine_score(const float* det, const float* tag, int64_t idx, const float* person_tag,
+                          int64_t T) {
+  const float* tg = tag + idx * T;
+  float d = tg[0] - person_tag[0];
+  float sq = d * d;
+  for (int64_t t = 1; t < T; ++t) {
+    d = tg[t] - person_tag[t];
+    sq = sq + d * d;
+  }
+  return det[idx] - round_half_even(std::sqrt(sq));
+}
+
+// First row-major argmax of the refine score over one H x W map (NaN scores never win; if no
+// score is above -inf the answer is pixel 0, like numpy's argmax after NaN -> -inf).
+int64_t refine_argmax(const float* det, const float* tag, int64_t HW, int64_t T,
+                      const float* person_tag, const int64_t* seed_x, const int64_t* seed_y,
+                      int64_t num_seeds, int64_t W) {
+  float best = -std::numeric_limits<float>::infinity();
+  int64_t best_idx = 0;
+  auto consider = [&](int64_t idx) {
+    const float s = refine_score(det, tag, idx, person_tag, T);
+    if (s > best || (s == best && idx < best_idx)) {
+      best = s;
+      best_idx = idx;
+    }
+  };
+  for (int64_t k = 0; k < num_seeds; ++k) {
+    if (seed_x[k] >= 0 && seed_y[k] >= 0) consider(seed_y[k] * W + seed_x[k]);
+  }
+  for (int64_t idx = 0; idx < HW; ++idx) {
+    if (!(det[idx] >= best)) continue;  // score <= det < best: cannot win (also skips NaN det)
+    consider(idx);
+  }
+  return best_idx;
+}
+
+struct ImageResult {
+  ImageGroups groups;
+  std::vector<float> scores;
+};
+
+void group_one_image(const float* values, const int64_t* xs, const int64_t* ys, const float* ptags,
+                     const float* det, const float* tag, int64_t J, int64_t K, int64_t T, int64_t H,
+                     int64_t W, const GroupSettings& s, int64_t image, AssignmentSolver& solver,
+                     ImageResult& res) {
+  ImageGroups& g = res.groups;
+  match_image(values, xs, ys, ptags, J, K, T, H, W, s, image, solver, g);
+  const int64_t row_len = 3 + T, HW = H * W;
+  if (s.adjust) {
+    for (int64_t p = 0; p < g.count; ++p) {
+      for (int64_t j = 0; j < J; ++j) {
+        float* row = g.poses.data() + (p * J + j) * row_len;
+        if (!(row[2] > 0.0f)) continue;
+        const int64_t x = static_cast<int64_t>(row[0]), y = static_cast<int64_t>(row[1]);
+        const float* m = det + j * HW;
+        const float dx = quarter_step(m[y * W + std::min(x + 1, W - 1)], m[y * W + std::max<int64_t>(x - 1, 0)]);
+        const float dy = quarter_step(m[std::min(y + 1, H - 1) * W + x], m[std::max<int64_t>(y - 1, 0) * W + x]);
+        row[0] = (row[0] + dx) + 0.5f;
+        row[1] = (row[1] + dy) + 0.5f;
+      }
+    }
+  }
+  res.scores.resize(g.count);
+  for (int64_t p = 0; p < g.count; ++p) {
+    res.scores[p] = numpy_float32_mean(g.poses.data() + p * J * row_len + 2, J, row_len);
+  }
+  if (!s.refine) return;
+  std::vector<float> person_tag(T);
+  std::vector<double> tag_sum(T);
+  for (int64_t p = 0; p < g.count; ++p) {
+    float* pose = g.poses.data() + p * J * row_len;
+    int64_t present = 0;
+    std::fill(tag_sum.begin(), tag_sum.end(), 0.0);
+    for (int64_t j = 0; j < J; ++j) {
+      const float* row = pose + j * row_len;
+      if (!(row[2] > 0.0f)) continue;
+      const int64_t x = static_cast<int32_t>(row[0]), y = static_cast<int32_t>(row[1]);
+      const float* tg = tag + ((j * H + y) * W + x) * T;
+      for (int64_t t = 0; t < T; ++t) tag_sum[t] = tag_sum[t] + static_cast<double>(tg[t]);
+      ++present;
+    }
+    if (present == 0) continue;
+    bool finite = true;
+    for (int64_t t = 0; t < T; ++t) {
+      person_tag[t] = static_cast<float>(tag_sum[t] / static_cast<double>(present));
+      finite = finite && std::isfinite(person_tag[t]);
+    }
+    if (!finite) continue;
+    for (int64_t j = 0; j < J; ++j) {
+      float* row = pose + j * row_len;
+      if (row[2] != 0.0f) continue;  // only missing joints are filled
+      const float* m = det + j * HW;
+      const int64_t idx = refine_argmax(m, tag + j * HW * T, HW, T, person_tag.data(), xs + j * K,
+                                        ys + j * K, K, W);
+      const float val = m[idx];
+      if (!(val > 0.0f)) continue;
+      const int64_t y = idx / W, x = idx % W;
+      row[0] = (static_cast<float>(x) + 0.5f) +
+               quarter_step(m[y * W + std::min(x + 1, W - 1)], m[y * W + std::max<int64_t>(x - 1, 0)]);
+      row[1] = (static_cast<float>(y) + 0.5f) +
+               quarter_step(m[std::min(y + 1, H - 1) * W + x], m[std::max<int64_t>(y - 1, 0) * W + x]);
+      row[2] = val;
+    }
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ae_group_cpu(
+    const at::Tensor& heatmaps, const at::Tensor& tags, const at::Tensor& peak_values,
+    const at::Tensor& peak_x, const at::Tensor& peak_y, const at::Tensor& peak_tags,
+    at::IntArrayRef joint_order, double detection_threshold, double tag_threshold,
+    bool use_detection_val, bool ignore_too_much, int64_t max_people, bool adjust, bool refine) {
+  GroupSettings s{joint_order.vec(), detection_threshold, tag_threshold, use_detection_val,
+                  ignore_too_much, max_people, adjust, refine};
+  check_ae_group_args(heatmaps, tags, peak_values, peak_x, peak_y, peak_tags, s);
+  const int64_t N = heatmaps.size(0), J = heatmaps.size(1), H = heatmaps.size(2),
+                W = heatmaps.size(3), T = tags.size(4), K = peak_values.size(2);
+  // Everything is computed in float32 (upstream's dtype); other dtypes are converted once.
+  const auto det = heatmaps.to(at::kFloat).contiguous();
+  const auto tag = tags.to(at::kFloat).contiguous();
+  const auto values = peak_values.to(at::kFloat).contiguous();
+  const auto xs = peak_x.contiguous(), ys = peak_y.contiguous();
+  const auto ptags = peak_tags.to(at::kFloat).contiguous();
+  const float* det_p = det.const_data_ptr<float>();
+  const float* tag_p = tag.const_data_ptr<float>();
+  const float* val_p = values.const_data_ptr<float>();
+  const int64_t* x_p = xs.const_data_ptr<int64_t>();
+  const int64_t* y_p = ys.const_data_ptr<int64_t>();
+  const float* ptag_p = ptags.const_data_ptr<float>();
+
+  std::vector<ImageResult> results(N);
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    AssignmentSolver solver;
+    for (int64_t n = begin; n < end; ++n) {
+      group_one_image(val_p + n * J * K, x_p + n * J * K, y_p + n * J * K, ptag_p + n * J * K * T,
+                      det_p + n * J * H * W, tag_p + n * J * H * W * T, J, K, T, H, W, s, n, solver,
+                      results[n]);
+    }
+  });
+
+  int64_t P = 0;
+  for (const auto& r : results) P = std::max(P, r.groups.count);
+  auto poses = at::zeros({N, P, J, 3 + T}, heatmaps.options().dtype(at::kFloat));
+  auto scores = at::zeros({N, P}, heatmaps.options().dtype(at::kFloat));
+  auto counts = at::empty({N}, heatmaps.options().dtype(at::kLong));
+  float* poses_p = poses.mutable_data_ptr<float>();
+  float* scores_p = scores.mutable_data_ptr<float>();
+  int64_t* counts_p = counts.mutable_data_ptr<int64_t>();
+  for (int64_t n = 0; n < N; ++n) {
+    const auto& r = results[n];
+    counts_p[n] = r.groups.count;
+    std::copy(r.groups.poses.begin(), r.groups.poses.end(), poses_p + n * P * J * (3 + T));
+    std::copy(r.scores.begin(), r.scores.end(), scores_p + n * P);
+  }
+  return {poses, scores, counts};
+}
+
+// scipy.optimize.linear_sum_assignment's interface over the solver, for tests and other code.
+std::tuple<at::Tensor, at::Tensor> linear_sum_assignment_cpu(const at::Tensor& cost) {
+  TORCH_CHECK(cost.dim() == 2, "linear_sum_assignment: cost must be 2-D, got ", cost.dim(),
+              " dimensions");
+  TORCH_CHECK(at::isFloatingType(cost.scalar_type()),
+              "linear_sum_assignment: cost must be a floating dtype, got ", cost.scalar_type());
+  const auto c = cost.to(at::kDouble).contiguous();
+  const int64_t rows = c.size(0), cols = c.size(1);
+  std::vector<int64_t> col_for_row(rows);
+  AssignmentSolver solver;
+  const auto status = solver.solve(rows, cols, c.const_data_ptr<double>(), col_for_row.data());
+  TORCH_CHECK(status != AssignmentStatus::kInvalidEntry,
+              "linear_sum_assignment: cost contains NaN or -inf entries");
+  TORCH_CHECK(status != AssignmentStatus::kInfeasible, "linear_sum_assignment: cost matrix is infeasible");
+  std::vector<int64_t> r_ind, c_ind;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (col_for_row[r] >= 0) {
+      r_ind.push_back(r);
+      c_ind.push_back(col_for_row[r]);
+    }
+  }
+  const int64_t m = static_cast<int64_t>(r_ind.size());
+  auto opts = cost.options().dtype(at::kLong);
+  return {at::from_blob(r_ind.data(), {m}, at::kLong).clone().to(opts.device()),
+          at::from_blob(c_ind.data(), {m}, at::kLong).clone().to(opts.device())};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(higherpose, CPU, m) {
+  m.impl("ae_group", &ae_group_cpu);
+  m.impl("linear_sum_assignment", &linear_sum_assignment_cpu);
+}
+
+}  // namespace higherpose

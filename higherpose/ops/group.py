@@ -1,0 +1,112 @@
+"""Associative-embedding grouping (HigherHRNet's parser) as one compiled op over a batch."""
+import math
+
+import torch
+
+from ._library import load_library
+from .peaks import heatmap_peaks
+from .reference.group import COCO_JOINT_ORDER, default_joint_order  # noqa: F401
+
+load_library()
+
+
+def ae_group(heatmaps, tags, peaks=None, *, joint_order=None, nms_kernel=5, max_people=30,
+             detection_threshold=0.1, tag_threshold=1.0, use_detection_val=True, ignore_too_much=False,
+             adjust=True, refine=True):
+    """Group heatmap peaks into persons by their associative-embedding tags (HigherHRNet's parser).
+
+    Args:
+        heatmaps: ``[N, J, H, W]`` floating tensor (CPU or CUDA; computed in float32).
+        tags: ``[N, J, H, W, T]`` tensor of the same dtype and device (T tag maps, 2 with flip).
+        peaks: the tuple ``(values, x, y, peak_tags)`` from :func:`heatmap_peaks`; computed from
+            the maps with ``nms_kernel`` and ``k = max_people`` when None.
+        joint_order: the order joint types are visited, a permutation of ``range(J)``; default
+            :func:`default_joint_order` (upstream's COCO order truncated to J).
+        nms_kernel: peak suppression kernel (upstream NMS_KERNEL), used only when peaks is None.
+        max_people: persons taking part in matching (upstream MAX_NUM_PEOPLE); also the peak
+            count k when peaks is None.
+        detection_threshold, tag_threshold, use_detection_val, ignore_too_much: upstream's
+            TEST.DETECTION_THRESHOLD, TAG_THRESHOLD, USE_DETECTION_VAL, IGNORE_TOO_MUCH.
+        adjust: quarter-pixel adjust toward the larger neighbour, then +0.5 (TEST.ADJUST).
+        refine: fill missing joints from the full maps (TEST.REFINE), on every image.
+
+    Returns:
+        ``(poses [N, P, J, 3 + T] float32, scores [N, P] float32, counts [N] int64)``: rows are
+        (x, y, value, tags...) with zeros for missing joints; person ``p`` of image ``n`` exists
+        iff ``p < counts[n]`` (the rest is zero padding); P = max(counts) is data-dependent and
+        not capped at max_people (upstream keeps creating persons). Scores are the mean value
+        over all J joints, taken after adjust and before refine.
+
+    Semantics, tie-breaking and the documented deviations from upstream are those of
+    :mod:`higherpose.ops.reference.group`. A peak above the detection threshold with a
+    non-finite value or tag raises an error; NaN pixels of the maps never win in refine.
+    """
+    if heatmaps.dim() != 4:
+        raise RuntimeError(f"ae_group: heatmaps must be [N, J, H, W], got {heatmaps.dim()} dimensions")
+    if joint_order is None:
+        joint_order = default_joint_order(heatmaps.shape[1])
+    if peaks is None:
+        peaks = heatmap_peaks(heatmaps, tags, kernel=nms_kernel, k=max_people)
+    values, x, y, peak_tags = peaks
+    return torch.ops.higherpose.ae_group(
+        heatmaps, tags, values, x, y, peak_tags, [int(j) for j in joint_order], float(detection_threshold),
+        float(tag_threshold), bool(use_detection_val), bool(ignore_too_much), int(max_people), bool(adjust),
+        bool(refine))
+
+
+def linear_sum_assignment(cost):
+    """Minimum-cost rectangular assignment with ``scipy.optimize.linear_sum_assignment``'s
+    interface and tie-breaking: ``(row_ind, col_ind)`` int64, row_ind ascending. It is the
+    solver inside :func:`ae_group`. NaN / -inf entries or an infeasible matrix raise an error."""
+    return torch.ops.higherpose.linear_sum_assignment(cost)
+
+
+def _check_args(heatmaps, tags, values, x, y, peak_tags, joint_order, detection_threshold, tag_threshold,
+                max_people):
+    """The C++ kernels' checks, for the fake kernel (torch.compile reports them while tracing)."""
+    if heatmaps.dim() != 4:
+        raise RuntimeError(f"ae_group: heatmaps must be [N, J, H, W], got {heatmaps.dim()} dimensions")
+    if tags.dim() != 5 or tuple(tags.shape[:4]) != tuple(heatmaps.shape) or tags.shape[4] < 1:
+        raise RuntimeError(f"ae_group: tags {tuple(tags.shape)} do not match heatmaps {tuple(heatmaps.shape)}")
+    if not heatmaps.dtype.is_floating_point or tags.dtype != heatmaps.dtype:
+        raise RuntimeError(f"ae_group: heatmaps ({heatmaps.dtype}) and tags ({tags.dtype}) must share one "
+                           "floating dtype")
+    n, j = heatmaps.shape[:2]
+    t = tags.shape[4]
+    if values.dim() != 3 or tuple(values.shape[:2]) != (n, j):
+        raise RuntimeError(f"ae_group: peak_values must be [N, J, k], got {tuple(values.shape)}")
+    if x.shape != values.shape or y.shape != values.shape or x.dtype != torch.long or y.dtype != torch.long:
+        raise RuntimeError("ae_group: peak_x and peak_y must be int64 and shaped like peak_values")
+    if tuple(peak_tags.shape) != (n, j, values.shape[2], t):
+        raise RuntimeError(f"ae_group: peak_tags must be [N, J, k, T], got {tuple(peak_tags.shape)}")
+    for other in (tags, values, x, y, peak_tags):
+        if other.device != heatmaps.device:
+            raise RuntimeError(f"ae_group: every input must be on {heatmaps.device} like heatmaps")
+    if sorted(joint_order) != list(range(j)):
+        raise RuntimeError(f"ae_group: joint_order must be a permutation of 0..{j - 1}, got {list(joint_order)}")
+    if not (math.isfinite(detection_threshold) and math.isfinite(tag_threshold)):
+        raise RuntimeError("ae_group: detection_threshold and tag_threshold must be finite")
+    if max_people < 1:
+        raise RuntimeError(f"ae_group: max_people must be at least 1, got {max_people}")
+
+
+@torch.library.register_fake("higherpose::ae_group")
+def _ae_group_fake(heatmaps, tags, values, x, y, peak_tags, joint_order, detection_threshold, tag_threshold,
+                   use_detection_val, ignore_too_much, max_people, adjust, refine):
+    _check_args(heatmaps, tags, values, x, y, peak_tags, joint_order, detection_threshold, tag_threshold,
+                max_people)
+    n, j = heatmaps.shape[:2]
+    t = tags.shape[4]
+    p = torch.library.get_ctx().new_dynamic_size()
+    poses = heatmaps.new_empty((n, p, j, 3 + t), dtype=torch.float32)
+    scores = heatmaps.new_empty((n, p), dtype=torch.float32)
+    counts = heatmaps.new_empty((n,), dtype=torch.long)
+    return poses, scores, counts
+
+
+@torch.library.register_fake("higherpose::linear_sum_assignment")
+def _linear_sum_assignment_fake(cost):
+    if cost.dim() != 2:
+        raise RuntimeError(f"linear_sum_assignment: cost must be 2-D, got {cost.dim()} dimensions")
+    m = torch.library.get_ctx().new_dynamic_size(max=min(cost.shape))
+    return cost.new_empty((m,), dtype=torch.long), cost.new_empty((m,), dtype=torch.long)
