@@ -159,11 +159,10 @@ class BottomUpDataset(_SeededDataset):
             except Exception as e:  # noqa: BLE001 - pycocotools raises bare Exceptions
                 raise AnnotationError(f"{self.ann_file}: annotation id {a.get('id')}: bad "
                                       f"segmentation ({e})") from None
-            if isinstance(rles, list):
-                for rle in rles:
+            with warnings.catch_warnings():  # pycocotools' numpy-2 copy-keyword deprecation notice
+                warnings.simplefilter("ignore", DeprecationWarning)
+                for rle in rles if isinstance(rles, list) else [rles]:
                     m += mask_utils.decode(rle).astype(np.float32)
-            else:
-                m += mask_utils.decode(rles).astype(np.float32)
         return (m < 0.5).astype(np.float32)
 
     def get_joints(self, anns):
@@ -186,7 +185,8 @@ class BottomUpDataset(_SeededDataset):
         if image.shape[:2] != (int(info["height"]), int(info["width"])):
             warnings.warn(f"{self.base.image_path(image_id)}: image is {image.shape[1]}x{image.shape[0]} "
                           f"but {self.ann_file} says {info['width']}x{info['height']}")
-        mask = self.get_mask(anns, info)
+        # as upstream: the mask uses every annotation (crowd regions), the joints only kept persons
+        mask = self.get_mask(self.base.annotations(image_id), info)
         if mask.shape != image.shape[:2]:
             mask = cv2.resize(mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
         joints = self.get_joints(anns)

@@ -20,8 +20,9 @@ a texture (noise, stripes or checks); every joint carries a small disc in a fixe
 joint type (left and right differ), which keeps the task learnable by small networks.
 
 Visibility flags are read off the finished render: a joint outside the image is (0, 0, 0) and
-not drawn; a joint whose pixel belongs to its own figure is visible (v = 2); a joint whose pixel
-was covered by a nearer figure or a foreground distractor is occluded (v = 1). num_keypoints is
+not drawn; a joint whose pixel (integer-truncated position) shows the joint's own marker is
+visible (v = 2); a joint covered there by a nearer figure, a foreground distractor or another
+marker of the same figure is occluded (v = 1). num_keypoints is
 the number of joints with v > 0; bbox is the full (unoccluded) silhouette clipped to the image.
 
 crowdIndex (CrowdPose's crowd index): for every person i with n_a(i) > 0 labelled joints
@@ -345,13 +346,14 @@ def _person_masks(kp, height, rng):
 
 
 def render_scene(rng, size, people, heights, marker_scale=1.0):
-    """Draw one image. Returns (RGB image, owner map, full silhouettes).
+    """Draw one image. Returns (RGB image, label map, full silhouettes).
 
-    owner[y, x] = p + 1 where figure p is the top-most thing drawn, 255 for a foreground
-    distractor, 0 for background. people must be sorted far to near.
+    label[y, x] says what is on top at each pixel: 32·(p + 1) + (j + 1) for the marker of joint j
+    of figure p, 32·(p + 1) for the rest of figure p, −1 for a foreground distractor, 0 for the
+    background. people must be sorted far to near.
     """
     img = _background(rng, size)
-    owner = np.zeros((size, size), np.uint8)
+    owner = np.zeros((size, size), np.int32)
     silhouettes = []
     for p, (kp, height) in enumerate(zip(people, heights)):
         masks = [np.zeros((size, size), np.uint8) for _ in range(3)]
@@ -370,19 +372,19 @@ def render_scene(rng, size, people, heights, marker_scale=1.0):
             img[y0:y1, x0:x1][sub] = tex[sub]
             silhouette |= m
         radius = max(2.0, 0.022 * height * marker_scale)
-        marks = np.zeros((size, size), np.uint8)
+        owner[silhouette] = 32 * (p + 1)
         for j in range(NUM_JOINTS):
             x, y = kp[j]
             if 0 <= x < size and 0 <= y < size:
                 colour = tuple(int(c) for c in MARKER_RGB[j])
                 cv2.circle(img, _fix(kp[j]), int(round(radius * _ONE)), colour, -1, cv2.LINE_8, _SHIFT)
-                cv2.circle(marks, _fix(kp[j]), int(round(radius * _ONE)), 1, -1, cv2.LINE_8, _SHIFT)
-        silhouette |= marks.astype(bool)
-        owner[silhouette] = p + 1
+                cv2.circle(owner, _fix(kp[j]), int(round(radius * _ONE)), 32 * (p + 1) + j + 1, -1,
+                           cv2.LINE_8, _SHIFT)
+        silhouette |= (owner >= 32 * (p + 1)) & (owner < 32 * (p + 2))
         silhouettes.append(silhouette)
     # occasional foreground clutter that may hide joints
     if rng.random() < 0.3:
-        _distractor(rng, img, owner, size, 255)
+        _distractor(rng, img, owner, size, -1)
     return img, owner, silhouettes
 
 
@@ -410,14 +412,15 @@ def crowd_index(keypoints, boxes):
     return round(float(np.mean(ratios)), 2) if ratios else 0.0
 
 
-def annotate(people, owner, silhouettes, size):
-    """Keypoints with visibility read from the owner map, bboxes from the silhouettes."""
+def annotate(people, label, silhouettes, size):
+    """Keypoints with visibility read from the label map (visible = the joint's own marker is
+    on top at its pixel), bboxes from the silhouettes."""
     records = []
     for p, kp in enumerate(people):
         flat = []
-        for x, y in kp:
+        for j, (x, y) in enumerate(kp):
             if 0 <= x < size and 0 <= y < size:
-                v = 2 if owner[int(y), int(x)] == p + 1 else 1
+                v = 2 if label[int(y), int(x)] == 32 * (p + 1) + j + 1 else 1
                 flat += [round(float(x), 2), round(float(y), 2), v]
             else:
                 flat += [0, 0, 0]
@@ -433,15 +436,15 @@ def annotate(people, owner, silhouettes, size):
 
 
 def make_image(size, seed, split, index, layouts=None, min_people=1, max_people=6):
-    """Render image `index` of `split`. Returns (RGB image, person records, owner map)."""
+    """Render image `index` of `split`. Returns (RGB image, person records, label map)."""
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLIT_CODE[split], int(index)])
     people, heights = sample_people(rng, size, min_people, max_people, layouts)
     # far to near: lower feet are nearer the camera
     feet = np.maximum(people[:, LA, 1], people[:, RA, 1]) + rng.normal(0, 0.01 * size, len(people))
     order = np.argsort(feet, kind="stable")
     people, heights = people[order], heights[order]
-    img, owner, silhouettes = render_scene(rng, size, people, heights)
-    return img, annotate(people, owner, silhouettes, size), owner
+    img, label, silhouettes = render_scene(rng, size, people, heights)
+    return img, annotate(people, label, silhouettes, size), label
 
 
 def _write_atomic(path, data):

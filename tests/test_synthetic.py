@@ -1,0 +1,154 @@
+"""Synthetic crowds: deterministic, readable by the CrowdPose loader, labels agree with pixels."""
+import filecmp
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from higherpose.data import KeypointDataset, dataset_info
+from higherpose.data.synthetic import MARKER_RGB, crowd_index, generate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def png_set(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("syn_png"))
+    generate(root, num_train=12, num_test=3, image_size=160, seed=4, image_format="png", min_people=2, max_people=7)
+    return root
+
+
+def _all_files(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+def test_same_seed_gives_identical_files(tmp_path):
+    a, b, c = (str(tmp_path / n) for n in "abc")
+    generate(a, 4, 2, 96, seed=1)
+    generate(b, 4, 2, 96, seed=1)
+    generate(c, 4, 2, 96, seed=2)
+    files = _all_files(a)
+    assert files == _all_files(b) and len(files) == 4 + (4 + 2 + 2)  # 4 json files, train+val+test images
+    match, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
+    assert not mismatch and not errors
+    assert not filecmp.cmp(os.path.join(a, "images", "100000.jpg"), os.path.join(c, "images", "100000.jpg"),
+                           shallow=False)
+
+
+def test_splits_and_trainval(png_set):
+    sets = {s: json.load(open(os.path.join(png_set, "json", f"crowdpose_{s}.json")))
+            for s in ("train", "val", "test", "trainval")}
+    assert [len(sets[s]["images"]) for s in ("train", "val", "test", "trainval")] == [12, 3, 3, 15]
+    assert len(sets["trainval"]["annotations"]) == len(sets["train"]["annotations"]) + len(sets["val"]["annotations"])
+    cat = sets["train"]["categories"][0]
+    info = dataset_info("crowdpose")
+    assert cat["keypoints"] == info.joint_names and cat["skeleton"] == info.skeleton_1based
+
+
+def test_loader_reads_it_and_fields_are_consistent(png_set):
+    ds = KeypointDataset("crowdpose", png_set, "train")
+    assert len(ds) == 12
+    counts = []
+    for image_id in ds.image_ids:
+        info = ds.image_info(image_id)
+        assert {"file_name", "id", "width", "height", "crowdIndex"} <= set(info)
+        image = ds.read_image(image_id)
+        assert image.shape == (info["height"], info["width"], 3)
+        anns = ds.annotations(image_id)
+        counts.append(len(anns))
+        for a in anns:
+            kp = np.asarray(a["keypoints"], float).reshape(14, 3)
+            assert a["num_keypoints"] == int((kp[:, 2] > 0).sum()) >= 2 and a["iscrowd"] == 0
+            assert (kp[kp[:, 2] == 0] == 0).all()  # unlabelled joints are (0, 0, 0)
+            x, y, w, h = a["bbox"]
+            assert 0 <= x and 0 <= y and x + w <= 160 and y + h <= 160 and w > 0 and h > 0
+            on = kp[:, 2] > 0
+            assert (kp[on, 0] >= x - 1).all() and (kp[on, 0] <= x + w + 1).all()
+        boxes = [a["bbox"] for a in anns]
+        assert info["crowdIndex"] == crowd_index([a["keypoints"] for a in anns], boxes)
+    assert max(counts) >= 3 and min(counts) >= 1
+
+
+def test_visibility_agrees_with_pixels(png_set):
+    """v = 2 ⇔ the joint's own marker colour is at its pixel; v = 1 joints are hidden."""
+    ds = KeypointDataset("crowdpose", png_set, "trainval")
+    visible = occluded = occluded_showing_colour = 0
+    for image_id in ds.image_ids:
+        rgb = ds.read_image(image_id)[..., ::-1].astype(int)
+        for a in ds.annotations(image_id):
+            kp = np.asarray(a["keypoints"], float).reshape(14, 3)
+            for j, (x, y, v) in enumerate(kp):
+                if v == 0:
+                    continue
+                shows = bool((rgb[int(y), int(x)] == MARKER_RGB[j]).all())
+                if v == 2:
+                    assert shows, (image_id, a["id"], j)
+                    visible += 1
+                else:
+                    occluded += 1
+                    occluded_showing_colour += shows  # only if another figure's same joint covers it
+    assert visible > 200 and occluded > 10
+    assert occluded_showing_colour <= 0.05 * occluded
+
+
+def test_joints_outside_the_image_are_unlabelled(tmp_path):
+    generate(str(tmp_path), 30, 0, 64, seed=9, num_val=0, min_people=3, max_people=6)
+    data = json.load(open(tmp_path / "json" / "crowdpose_train.json"))
+    kps = np.array([a["keypoints"] for a in data["annotations"]], float).reshape(-1, 14, 3)
+    lab = kps[..., 2] > 0
+    assert (kps[lab][:, :2] >= 0).all() and (kps[lab][:, :2] < 64).all()
+    assert (~lab).sum() > 0  # with 64² images some figures leave the frame
+
+
+def test_crowd_index_hand_worked():
+    # A (3 labelled joints) has B's two joints in its box; B (2 joints) contains one of A's.
+    kps_a = [1, 1, 2, 5, 5, 2, 9, 9, 1] + [0, 0, 0] * 11
+    kps_b = [4, 4, 2, 6, 6, 1] + [0, 0, 0] * 12
+    boxes = [[0, 0, 10, 10], [4, 4, 2, 2]]
+    assert crowd_index([kps_a, kps_b], boxes) == round((2 / 3 + 1 / 2) / 2, 2)
+    assert crowd_index([kps_a], [[0, 0, 10, 10]]) == 0.0
+
+
+def test_crowd_index_formula_on_real_crowdpose(crowdpose_val_path):
+    data = json.load(open(crowdpose_val_path))
+    by_image = {}
+    for a in data["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    same = 0
+    for img in data["images"]:
+        anns = [a for a in by_image.get(img["id"], []) if not a["iscrowd"]]
+        ours = crowd_index([a["keypoints"] for a in anns], [a["bbox"] for a in anns]) if anns else 0.0
+        same += abs(ours - img["crowdIndex"]) < 0.006
+    assert same / len(data["images"]) > 0.7
+
+
+def test_layouts_from_real_crowdpose(tmp_path, crowdpose_val_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    generate(a, 6, 1, 128, seed=3, layouts=crowdpose_val_path, max_people=5)
+    generate(b, 6, 1, 128, seed=3, layouts=crowdpose_val_path, max_people=5)
+    ds = KeypointDataset("crowdpose", a, "train")
+    n = [len(ds.annotations(i)) for i in ds.image_ids]
+    assert all(1 <= k <= 5 for k in n)
+    assert filecmp.cmp(os.path.join(a, "json", "crowdpose_train.json"), os.path.join(b, "json", "crowdpose_train.json"),
+                       shallow=False)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="min_people"):
+        generate("/tmp/unused", 1, 1, 64, 0, min_people=3, max_people=2)
+    with pytest.raises(ValueError, match="image_format"):
+        generate("/tmp/unused", 1, 1, 64, 0, image_format="gif")
+
+
+def test_command_line_tool(tmp_path):
+    out = tmp_path / "cli"
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_synthetic.py"), "--out", str(out),
+                          "--num-train", "2", "--num-test", "1", "--image-size", "64", "--seed", "5"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (out / "json" / "crowdpose_trainval.json").is_file()
+    assert cv2.imread(str(out / "images" / "100001.jpg")).shape == (64, 64, 3)
