@@ -398,3 +398,35 @@ def test_missing_and_unreadable_images(tmp_path):
         f.write(b"not an image")
     with pytest.raises(OSError, match=r"cannot decode.*a\.png"):
         ds.read_image(1)
+
+
+def test_topdown_test_boxes_from_gt_and_detection_file(synthetic_root, tmp_path):
+    cfg = _cfg(synthetic_root)
+    cfg.MODEL.NAME = "pose_hrt"
+    cfg.DATASET.DATASET = "crowdpose"
+    cfg.DATASET.TEST_SET = "test"
+    cfg.MODEL.IMAGE_SIZE = [48, 64]
+    cfg.MODEL.HEATMAP_SIZE = [12, 16]
+    gt = build_dataset(cfg, is_train=False)
+    n_gt = sum(len(gt.base.annotations(i)) for i in gt.image_ids)
+    assert len(gt) == n_gt and gt.ann_file.endswith("crowdpose_test.json")
+    image, meta = gt[0]
+    assert image.shape == (3, 64, 48) and meta["image_id"] == gt.boxes[0]["image_id"]
+    first = gt.image_ids[0]
+    dets = [{"image_id": first, "category_id": 1, "bbox": [10, 10, 30, 60], "score": 0.9},
+            {"image_id": first, "category_id": 1, "bbox": [50, 20, 20, 40], "score": 0.05},
+            {"image_id": first, "category_id": 2, "bbox": [0, 0, 5, 5], "score": 0.99}]
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(dets))
+    cfg.TEST.USE_GT_BBOX = False
+    cfg.TEST.COCO_BBOX_FILE = str(path)
+    cfg.TEST.IMAGE_THRE = 0.1
+    det = build_dataset(cfg, is_train=False)
+    assert len(det) == 1 and det.boxes[0]["score"] == pytest.approx(0.9)
+    np.testing.assert_allclose(det[0][1]["center"], [25, 40])
+    path.write_text(json.dumps([{"image_id": 12345, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 1.0}]))
+    with pytest.raises(AnnotationError, match="image_id 12345"):
+        build_dataset(cfg, is_train=False)
+    cfg.TEST.COCO_BBOX_FILE = str(tmp_path / "missing.json")
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        build_dataset(cfg, is_train=False)
