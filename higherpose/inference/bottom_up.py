@@ -107,13 +107,39 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def default_parser(heatmaps, tags, s):
-    """The compiled grouping op (heatmap peaks + associative-embedding grouping)."""
-    from higherpose.ops import ae_group
-    return ae_group(heatmaps, tags, joint_order=s.joint_order or default_joint_order(s.num_joints),
-                    nms_kernel=s.nms_kernel, max_people=s.max_people, detection_threshold=s.detection_threshold,
-                    tag_threshold=s.tag_threshold, use_detection_val=s.use_detection_val,
-                    ignore_too_much=s.ignore_too_much, adjust=s.adjust, refine=s.refine)
+def _parser_kwargs(s):
+    return dict(joint_order=s.joint_order or default_joint_order(s.num_joints), nms_kernel=s.nms_kernel,
+                max_people=s.max_people, detection_threshold=s.detection_threshold,
+                tag_threshold=s.tag_threshold, use_detection_val=s.use_detection_val,
+                ignore_too_much=s.ignore_too_much, adjust=s.adjust, refine=s.refine)
+
+
+_warned_fallback = []
+
+
+def op_parser(heatmaps, tags, s):
+    """The compiled grouping op (heatmap peaks + associative-embedding grouping) on the maps' device.
+
+    If the extension was built without it (an old build), falls back to the numpy reference with a
+    warning rather than failing."""
+    import higherpose.ops as ops
+    if not hasattr(ops, "ae_group"):
+        if not _warned_fallback:
+            import warnings
+            warnings.warn("higherpose.ops.ae_group is not available in this build; using the (slow) numpy "
+                          "reference parser higherpose.ops.reference.group.ae_group")
+            _warned_fallback.append(True)
+        return reference_parser(heatmaps, tags, s)
+    return ops.ae_group(heatmaps, tags, **_parser_kwargs(s))
+
+
+def reference_parser(heatmaps, tags, s):
+    """Upstream's parser re-implemented in numpy/Python (higherpose.ops.reference.group): the baseline."""
+    from higherpose.ops.reference.group import ae_group
+    return ae_group(heatmaps, tags, **_parser_kwargs(s))
+
+
+PARSERS = {"op": op_parser, "reference": reference_parser}
 
 
 class BottomUpInference:
@@ -122,15 +148,20 @@ class BottomUpInference:
     Args:
         model: returns a list of stage outputs ([B, 2J, H/4, W/4], [B, J, H/2, W/2]) for HigherHRNet.
         settings: a `BottomUpSettings`.
-        parser: ``f(heatmaps [N,J,H,W], tags [N,J,H,W,T], settings) -> (poses [N,P,J,3+T], scores [N,P],
-            counts [N])``; defaults to `higherpose.ops.ae_group`.
+        parser: "op" (the compiled `higherpose.ops.ae_group`, default), "reference" (the numpy
+            reference parser) or ``f(heatmaps [N,J,H,W], tags [N,J,H,W,T], settings) -> (poses [N,P,J,3+T],
+            scores [N,P], counts [N])``.
     """
 
     def __init__(self, model, settings, parser=None):
         settings.validate()
         self.model = model
         self.s = settings
-        self.parser = parser or default_parser
+        if parser is None or isinstance(parser, str):
+            if (parser or "op") not in PARSERS:
+                raise ValueError(f"parser must be one of {sorted(PARSERS)} or a callable, got {parser!r}")
+            parser = PARSERS[parser or "op"]
+        self.parser = parser
         self.timer = Timer()
 
     @property
