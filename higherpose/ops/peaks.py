@@ -1,5 +1,7 @@
 """Heatmap peaks: local-maximum suppression + top-k + tag gather in one op."""
 
+import operator
+
 import torch
 
 from ._library import load_library
@@ -27,7 +29,15 @@ def heatmap_peaks(heatmaps, tags, kernel=5, k=30):
     filled with value ``-inf``, ``x = y = -1`` and zero tags. NaN pixels are never peaks and never
     suppress their neighbours. Values are compared in the input's own precision.
     """
-    return torch.ops.higherpose.heatmap_peaks(heatmaps, tags, int(kernel), int(k))
+    return torch.ops.higherpose.heatmap_peaks(heatmaps, tags, _as_int(kernel, "kernel"), _as_int(k, "k"))
+
+
+def _as_int(value, name):
+    """A Python integer, or a TypeError naming the argument (3.5 must not silently become 3)."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"heatmap_peaks: {name} must be an integer, got {value!r}") from None
 
 
 def _check_args(heatmaps, tags, kernel, k):
