@@ -78,6 +78,13 @@ def skeleton_adjacency(num_joints, edges=None):
     return adj
 
 
+def _softmax(logits):
+    """Softmax over the last axis, in float32 for half-precision logits."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        return torch.softmax(logits.float(), dim=-1).to(logits.dtype)
+    return torch.softmax(logits, dim=-1)
+
+
 class TokensReadPixels(nn.Module):
     """Multi-head attention of J query tokens over the N pixels of their own image.
 
@@ -101,7 +108,7 @@ class TokensReadPixels(nn.Module):
         q = self.q_proj(tokens).view(b, j, h, hd) * self.scale
         query_in_pixel_space = torch.einsum("bjhe,hec->bjhc", q, self.k_proj.weight.view(h, hd, d))
         logits = torch.einsum("bjhc,bnc->bjhn", query_in_pixel_space, pixels)
-        attn = torch.softmax(logits.float(), dim=-1).to(pixels.dtype)
+        attn = _softmax(logits)
         pooled = torch.einsum("bjhn,bnc->bjhc", attn, pixels)
         v = torch.einsum("bjhc,hec->bjhe", pooled, self.v_proj.weight.view(h, hd, d)) + self.v_proj.bias.view(h, hd)
         return self.out_proj(v.reshape(b, j, d))
@@ -132,7 +139,7 @@ class PixelsReadTokens(nn.Module):
         key_in_pixel_space = torch.einsum("bjhe,hec->bjhc", k, self.q_proj.weight.view(h, hd, d))
         key_bias = torch.einsum("bjhe,he->bhj", k, self.q_proj.bias.view(h, hd))
         logits = torch.einsum("bnc,bjhc->bnhj", pixels, key_in_pixel_space) + key_bias[:, None]
-        attn = torch.softmax(logits.float(), dim=-1).to(pixels.dtype)
+        attn = _softmax(logits)
         value_out = torch.einsum("bjhe,ohe->bjho", v, self.out_proj.weight.view(d, h, hd))
         return torch.einsum("bnhj,bjho->bno", attn, value_out) + self.out_proj.bias
 
