@@ -47,6 +47,9 @@ def build_test_dataset(cfg):
 
 def build_dataset(cfg, is_train):
     d = cfg.DATASET
+    if str(d.DATA_FORMAT).lower() == "zip":
+        raise NotImplementedError("DATASET.DATA_FORMAT zip (images.zip@name) is not supported; unpack the "
+                                  "images into <ROOT>/images and use DATA_FORMAT jpg")
     if is_top_down(cfg):
         split = d.TRAIN_SET if is_train else d.TEST_SET
         ensure_synthetic(cfg, d.DATASET, split)
@@ -60,6 +63,9 @@ def build_dataset(cfg, is_train):
     if not is_train:
         ensure_synthetic(cfg, d.DATASET_TEST, d.TEST)
         return KeypointDataset(d.DATASET_TEST, d.ROOT, d.TEST, with_center=d.WITH_CENTER)
+    if d.SCALE_AWARE_SIGMA:
+        raise NotImplementedError("DATASET.SCALE_AWARE_SIGMA (per-person sigma) is not supported; "
+                                  "the released HigherHRNet configs leave it False")
     ensure_synthetic(cfg, d.DATASET, d.TRAIN)
     base = KeypointDataset(d.DATASET, d.ROOT, d.TRAIN, with_center=d.WITH_CENTER)
     if base.num_joints != cfg.DATASET.NUM_JOINTS:

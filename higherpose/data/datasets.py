@@ -105,6 +105,16 @@ class _SeededDataset(Dataset):
     seed = 0
     epoch = 0
 
+    # test-time access, delegated to the underlying split
+    def read_image(self, image_id):
+        return self.base.read_image(image_id)
+
+    def annotations(self, image_id):
+        return self.base.annotations(image_id)
+
+    def image_info(self, image_id):
+        return self.base.image_info(image_id)
+
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
 
@@ -127,7 +137,8 @@ class BottomUpDataset(_SeededDataset):
         self.info = base.info
         self.name = base.name
         self.ann_file = base.ann_file
-        self.image_ids = [i for i in base.image_ids if base.person_annotations(i)]
+        # as upstream for training: images without any annotation are left out
+        self.image_ids = [i for i in base.image_ids if base.annotations(i)]
         self.num_joints = base.num_joints
         self.with_center = base.with_center
         self.output_sizes = [int(s) for s in output_sizes]
