@@ -430,3 +430,22 @@ def test_topdown_test_boxes_from_gt_and_detection_file(synthetic_root, tmp_path)
     cfg.TEST.COCO_BBOX_FILE = str(tmp_path / "missing.json")
     with pytest.raises(FileNotFoundError, match="missing.json"):
         build_dataset(cfg, is_train=False)
+
+
+def test_half_body_center_scale():
+    from higherpose.data.transforms import half_body_center_scale
+    joints = np.zeros((14, 2))
+    vis = np.zeros(14)
+    upper = [0, 1, 2, 3, 4, 5, 12, 13]
+    for j in upper:
+        joints[j] = (10 + j, 20 + 2 * j)
+        vis[j] = 1
+    rng = np.random.default_rng(0)
+    center, scale = half_body_center_scale(joints, vis, upper, 0.75, rng)
+    pts = joints[upper]
+    np.testing.assert_allclose(center, pts.mean(axis=0), rtol=1e-6)
+    w, h = pts.max(axis=0) - pts.min(axis=0)
+    h = max(h, w / 0.75)
+    np.testing.assert_allclose(scale, [h * 0.75 / 200 * 1.5, h / 200 * 1.5], rtol=1e-5)
+    # too few visible joints on either half: no half-body crop
+    assert half_body_center_scale(joints, np.eye(14)[0], upper, 0.75, rng) is None
