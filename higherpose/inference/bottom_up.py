@@ -151,10 +151,12 @@ class BottomUpInference:
         parser: "op" (the compiled `higherpose.ops.ae_group`, default), "reference" (the numpy
             reference parser) or ``f(heatmaps [N,J,H,W], tags [N,J,H,W,T], settings) -> (poses [N,P,J,3+T],
             scores [N,P], counts [N])``.
+        amp_dtype: run the network under torch.autocast with this dtype (None = the model's own).
     """
 
-    def __init__(self, model, settings, parser=None):
+    def __init__(self, model, settings, parser=None, amp_dtype=None):
         settings.validate()
+        self.amp_dtype = amp_dtype  # e.g. torch.bfloat16: the network runs under autocast, maps stay float32
         self.model = model
         self.s = settings
         if parser is None or isinstance(parser, str):
@@ -201,16 +203,32 @@ class BottomUpInference:
                 tags.append(tag)
         return heatmaps / n_heat, tags
 
+    def _run_model(self, batch):
+        if self.amp_dtype is None:
+            out = self.model(batch)
+        else:
+            with torch.autocast(batch.device.type, dtype=self.amp_dtype):
+                out = self.model(batch)
+        if isinstance(out, torch.Tensor):
+            out = [out]
+        return [o.float() for o in out]
+
     def _forward_scale(self, batch):
-        """Heatmaps [B, J, h, w] (flip-averaged) and tag maps (list of [B, J or 1, h, w]) at one scale."""
-        heatmaps, tags = self._stage_maps(self.model(batch))
-        if self.s.flip_test:
-            heat_f, tags_f = self._stage_maps(self.model(torch.flip(batch, [3])))
-            heat_f = torch.flip(heat_f, [3])[:, self.s.flip_index]
-            heatmaps = (heatmaps + heat_f) / 2.0
-            for t in tags_f:
-                t = torch.flip(t, [3])
-                tags.append(t[:, self.s.flip_index] if self.s.tag_per_joint and t.shape[1] == self.s.num_joints else t)
+        """Heatmaps [B, J, h, w] (flip-averaged) and tag maps (list of [B, J or 1, h, w]) at one scale.
+
+        With flip test the image and its mirror go through the network as one batch of 2B (eval-mode
+        networks treat samples independently, so this equals two separate passes)."""
+        b = batch.shape[0]
+        if not self.s.flip_test:
+            return self._stage_maps(self._run_model(batch))
+        outputs = self._run_model(torch.cat([batch, torch.flip(batch, [3])]))
+        heatmaps, tags = self._stage_maps([o[:b] for o in outputs])
+        heat_f, tags_f = self._stage_maps([o[b:] for o in outputs])
+        heat_f = torch.flip(heat_f, [3])[:, self.s.flip_index]
+        heatmaps = (heatmaps + heat_f) / 2.0
+        for t in tags_f:
+            t = torch.flip(t, [3])
+            tags.append(t[:, self.s.flip_index] if self.s.tag_per_joint and t.shape[1] == self.s.num_joints else t)
         return heatmaps, tags
 
     @torch.inference_mode()
