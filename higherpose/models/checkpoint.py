@@ -31,9 +31,12 @@ def read_checkpoint(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: not loadable with weights_only=True (it holds objects other than "
-                              f"tensors and plain containers, so it is not a state_dict checkpoint): "
-                              f"{str(e).splitlines()[0]}") from e
+        detail = [line.strip() for line in str(e).splitlines() if "Unsupported global" in line]
+        if detail:
+            raise CheckpointError(f"{path}: refused by torch.load(weights_only=True): it holds Python objects "
+                                  f"other than tensors and plain containers, so it is not a state_dict "
+                                  f"checkpoint ({detail[0].split('. Please')[0]})") from e
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable or corrupted pickle)") from e
     except (RuntimeError, EOFError, ValueError) as e:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from e
