@@ -60,3 +60,25 @@ def test_op_and_reference_agree_through_the_pipeline():
     b = BottomUpInference(torch.nn.Identity(), settings, parser="reference").postprocess(heat, tags, center, scale)
     np.testing.assert_allclose(a[0][0], b[0][0], atol=1e-5)
     np.testing.assert_allclose(a[0][1], b[0][1], atol=1e-6)
+
+
+@pytest.mark.cuda
+def test_pipeline_on_cuda_matches_cpu():
+    """Maps and poses computed on the GPU equal the CPU ones (model, aggregation and grouping on the device)."""
+    from test_inference_bottom_up import TinyTwoStage
+
+    settings = BottomUpSettings(num_joints=J, flip_index=FLIP, input_size=128)
+    model = TinyTwoStage().eval()
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (150, 100, 3), dtype=np.uint8)]
+    cpu = BottomUpInference(model, settings)
+    gpu = BottomUpInference(TinyTwoStage().eval().cuda(), settings)
+    h_cpu, t_cpu, c, s = cpu.maps(images)
+    h_gpu, t_gpu, _, _ = gpu.maps(images)
+    assert h_gpu.is_cuda and t_gpu.is_cuda
+    torch.testing.assert_close(h_gpu.cpu(), h_cpu, atol=1e-3, rtol=1e-3)
+    heat, tags, _ = planted()
+    a = cpu.postprocess(heat, tags, c, s)
+    b = gpu.postprocess(heat.cuda(), tags.cuda(), c, s)
+    np.testing.assert_allclose(b[0][0], a[0][0], atol=1e-4)
+    np.testing.assert_allclose(b[0][1], a[0][1], atol=1e-5)

@@ -70,7 +70,7 @@ def timing_lines(timing):
     n = max(timing["images"], 1)
     per = {k: 1000.0 * timing[k] / n for k in ("read", "model", "post", "total")}
     return [f"time per image: model {per['model']:.1f} ms (pre-processing, network, flip and map aggregation), "
-            f"post-processing {per['post']:.1f} ms (peaks, grouping, back to the image), "
+            f"post-processing {per['post']:.1f} ms (decoding/grouping, back to the image), "
             f"image reading {per['read']:.1f} ms; total {per['total']:.1f} ms",
             f"throughput: {n / max(timing['total'], 1e-9):.2f} images/s end to end, "
             f"{n / max(timing['model'] + timing['post'], 1e-9):.2f} images/s model + post-processing"]

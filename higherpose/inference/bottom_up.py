@@ -130,7 +130,22 @@ def op_parser(heatmaps, tags, s):
                           "reference parser higherpose.ops.reference.group.ae_group")
             _warned_fallback.append(True)
         return reference_parser(heatmaps, tags, s)
+    if heatmaps.device.type != "cpu" and not _has_kernel("higherpose::ae_group", heatmaps.device.type):
+        # built without this device's kernel: group on the host rather than fail
+        if not _warned_fallback:
+            import warnings
+            warnings.warn(f"higherpose.ops.ae_group has no {heatmaps.device.type} kernel in this build; "
+                          f"grouping runs on the CPU")
+            _warned_fallback.append(True)
+        heatmaps, tags = heatmaps.cpu(), tags.cpu()
     return ops.ae_group(heatmaps, tags, **_parser_kwargs(s))
+
+
+def _has_kernel(op_name, device_type):
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key(op_name, device_type.upper())
+    except Exception:  # private API changed: assume the kernel exists and let the op report
+        return True
 
 
 def reference_parser(heatmaps, tags, s):
