@@ -257,7 +257,7 @@ class TopDownDataset(_SeededDataset):
                 if a.get("category_id", 1) != self.base.category_id or "bbox" not in a:
                     continue
                 kps = np.asarray(a["keypoints"], np.float32).reshape(-1, 3)
-                if self.is_train and kps[:, 2].max() == 0:
+                if kps[:, 2].max() == 0:  # as upstream: persons without keypoints give no box
                     continue
                 x, y, w, h = a["bbox"]
                 x1, y1 = max(0.0, x), max(0.0, y)
