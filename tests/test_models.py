@@ -260,3 +260,32 @@ def test_registry():
     assert set(MODELS) == {"pose_higher_hrnet", "higher_pose", "pose_hrnet", "pose_hrt"}
     with pytest.raises(ValueError, match="unknown MODEL.NAME 'nope'.*pose_higher_hrnet"):
         build_model(load_config(CROWD_W32, ["MODEL.NAME", "nope"]))
+
+
+def test_model_info_counts_parameters_and_window_attention():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "model_info", os.path.join(os.path.dirname(__file__), "..", "tools", "model_info.py"))
+    model_info = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(model_info)
+    model_info._register_window_attention_formula()
+    plain = model_info.measure(HRT_T, small_hrt_opts())
+    assert plain["device"] == "meta" and plain["input"] == (256, 192)
+    assert plain["params"] == sum(p.numel() for p in small_model(HRT_T, small_hrt_opts()).parameters())
+    # the window-attention op is counted as 2 matmuls (QK^T, AV) x H*W queries x 49 keys x C
+    # channels, summed over the transformer blocks (one per branch here)
+    blocks = {2: 2, 3: 3, 4: 4}  # branches per stage, 1 module each, 1 block per branch
+    expected = 0
+    for stage, branches in blocks.items():
+        for i in range(branches):
+            expected += 2 * (64 >> i) * (48 >> i) * 49 * (8 << i)
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.device("meta"):
+        model = build_model(load_config(HRT_T, small_hrt_opts()))
+        x = torch.zeros(1, 3, 256, 192)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(x)
+    per_op = {str(k): v for k, v in counter.get_flop_counts()["Global"].items()}
+    attention = sum(v for k, v in per_op.items() if "window_attention" in k) / 2
+    assert attention == expected

@@ -70,7 +70,7 @@ def skeleton_adjacency(num_joints, edges=None):
         else:
             raise ValueError(f"no default skeleton for {num_joints} joints: set MODEL.EXTRA.TRANSFORMER.SKELETON "
                              f"to a list of 0-based joint pairs")
-    adj = torch.eye(num_joints, dtype=torch.bool)
+    adj = torch.eye(num_joints, dtype=torch.bool, device="cpu")
     for a, b in edges:
         if not (0 <= a < num_joints and 0 <= b < num_joints):
             raise ValueError(f"skeleton edge ({a}, {b}) is outside 0..{num_joints - 1}")
@@ -163,7 +163,7 @@ class SkeletonAttention(nn.Module):
             return x.view(b, j, self.num_heads, d // self.num_heads).transpose(1, 2)
 
         out = F.scaled_dot_product_attention(heads(self.q_proj(tokens)), heads(self.k_proj(tokens)),
-                                             heads(self.v_proj(tokens)), attn_mask=self.adjacency)
+                                             heads(self.v_proj(tokens)), attn_mask=self.adjacency.to(tokens.device))
         return self.out_proj(out.transpose(1, 2).reshape(b, j, d))
 
 
@@ -229,7 +229,7 @@ class StructureAwareNeck(nn.Module):
             self.joint_tokens = nn.Parameter(torch.zeros(num_joints, dim))
         else:
             self.register_parameter("joint_tokens", None)
-        rates = torch.linspace(0, float(drop_path_rate), depth).tolist()
+        rates = torch.linspace(0, float(drop_path_rate), depth, device="cpu").tolist()
         self.blocks = nn.ModuleList(
             StructureBlock(dim, num_heads, window_size, mlp_ratio, token_mlp_ratio, rates[i], with_rpe, pad_mode,
                            adjacency) for i in range(depth))

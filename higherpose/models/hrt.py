@@ -192,7 +192,7 @@ class HRT(nn.Module):
                 raise ValueError(f"MODEL.EXTRA.STAGE{n} is missing (HRT needs STAGE2..STAGE4)")
             stages.append(s)
         depth = sum(s.NUM_BLOCKS[0] * s.NUM_MODULES for s in stages)
-        dpr = torch.linspace(0, float(_get(extra, "DROP_PATH_RATE", 0.0)), depth).tolist()
+        dpr = torch.linspace(0, float(_get(extra, "DROP_PATH_RATE", 0.0)), depth, device="cpu").tolist()
         pre, start = [planes * Bottleneck.expansion], 0
         for n, s in zip((2, 3, 4), stages):
             setattr(self, f"transition{n - 1}", _make_transition(pre, list(s.NUM_CHANNELS)))
