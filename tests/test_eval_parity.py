@@ -156,3 +156,41 @@ def test_table_format():
     assert lines[1] == "|---" * 10 + "|"
     assert lines[2] == "| pose_hig... | 0.123 | 0.500 | 0.250 | 0.300 | 0.600 | 0.700 | 0.800 | 0.900 | 0.050 |"
     assert format_table({"AP": 1.0}, "short_name").split("\n")[2] == "| short_name | 1.000 |"
+
+
+def test_coco_style_matches_pycocotools(subset_gt, tmp_path):
+    """COCO keypoints (17 joints, GT area, pycocotools defaults) on a COCO-format file made from the subset."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from higherpose.evaluation import COCO_STAT_NAMES
+
+    _, gt = subset_gt
+    coco_gt = copy.deepcopy(gt)
+    # CrowdPose joints 0..11 are COCO joints 5..16; nose/eyes/ears stay unlabelled
+    for a in coco_gt["annotations"]:
+        kp = np.zeros((17, 3))
+        kp[5:] = np.array(a["keypoints"], dtype=float).reshape(14, 3)[:12]
+        a["keypoints"] = kp.reshape(-1).tolist()
+        a["num_keypoints"] = int((kp[:, 2] > 0).sum())
+        a["area"] = a["bbox"][2] * a["bbox"][3] * 0.6
+    for im in coco_gt["images"]:
+        im.pop("crowdIndex")
+    path = tmp_path / "coco_gt.json"
+    path.write_text(json.dumps(coco_gt))
+    preds = perturbed_predictions(gt, 5)
+    for p in preds:
+        kp = np.zeros((17, 3))
+        kp[5:] = np.array(p["keypoints"]).reshape(14, 3)[:12]
+        p["keypoints"] = kp.reshape(-1).tolist()
+    ours = evaluate_keypoints(str(path), preds, style="coco")
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(path))
+        ev = COCOeval(coco, coco.loadRes(copy.deepcopy(preds)), "keypoints")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert list(ours) == COCO_STAT_NAMES
+    for name, ref in zip(COCO_STAT_NAMES, ev.stats):
+        assert round(ours[name], 3) == round(float(ref), 3), (name, ours[name], ref)
+    assert 0.1 < ours["AP"] < 0.95
