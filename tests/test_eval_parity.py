@@ -194,3 +194,11 @@ def test_coco_style_matches_pycocotools(subset_gt, tmp_path):
     for name, ref in zip(COCO_STAT_NAMES, ev.stats):
         assert round(ours[name], 3) == round(float(ref), 3), (name, ours[name], ref)
     assert 0.1 < ours["AP"] < 0.95
+
+
+def test_metric_style_by_dataset_name():
+    from higherpose.evaluation import metric_style
+    assert metric_style("crowd_pose") == metric_style("crowdpose") == metric_style("synthetic_crowd") == "crowdpose"
+    assert metric_style("coco") == metric_style("coco_kpt") == metric_style("ochuman") == "coco"
+    with pytest.raises(ValueError, match="no keypoint metric"):
+        metric_style("mpii")

@@ -31,11 +31,12 @@ _CROWD_NAMES = ("crowd_pose", "crowdpose", "synthetic", "synthetic_crowd")
 
 
 def metric_style(dataset_name):
-    """'crowdpose' or 'coco' for a dataset name (synthetic crowds are CrowdPose-format)."""
+    """'crowdpose' or 'coco' for a dataset name (synthetic crowds are CrowdPose-format; OCHuman is
+    scored like COCO)."""
     name = str(dataset_name).lower()
-    if name.startswith("coco"):
+    if name.startswith("coco") or name.startswith("ochuman"):  # OCHuman: COCO joints, COCO metric
         return "coco"
-    if any(name.startswith(n) for n in _CROWD_NAMES) or "crowd" in name or "ochuman" in name:
+    if any(name.startswith(n) for n in _CROWD_NAMES) or "crowd" in name:
         return "crowdpose"
     raise ValueError(f"no keypoint metric is defined for dataset {dataset_name!r} (expected coco* or crowd_pose*)")
 
