@@ -3,7 +3,6 @@ import torch
 
 from ._library import load_library
 from .reference.window_attention import centre_offset, relative_position_index  # noqa: F401
-from .reference.window_attention import window_attention as _reference_window_attention
 
 load_library()
 
@@ -30,8 +29,69 @@ def window_attention(q, k, v, num_heads, window=(7, 7), scale=None, offset=(0, 0
     """
     if isinstance(window, int):
         window = (window, window)
+    if num_heads <= 0 or q.shape[-1] % num_heads:
+        raise ValueError(f"window_attention: num_heads {num_heads} does not divide the channels {q.shape[-1]}")
     d = q.shape[-1] // num_heads
     scale = float(d ** -0.5 if scale is None else scale)
-    # TODO(window-attention issue): call the compiled op once its kernels are registered.
-    return _reference_window_attention(q, k, v, num_heads, tuple(window), scale, tuple(offset), pad_mode,
-                                       k_pad, v_pad, rel_bias)
+    return torch.ops.higherpose.window_attention(q, k, v, [int(w) for w in window], int(num_heads), scale,
+                                                 [int(o) for o in offset], str(pad_mode), k_pad, v_pad,
+                                                 rel_bias)
+
+
+def _check_args(q, k, v, window, num_heads, offset, pad_mode, k_pad, v_pad, rel_bias):
+    """The C++ kernels' checks, for the fake kernels (torch.compile reports them while tracing)."""
+    if q.dim() != 4:
+        raise RuntimeError(f"window_attention: q must be [B, H, W, heads * d], got {q.dim()} dimensions")
+    for name, t in (("k", k), ("v", v)):
+        if t.shape != q.shape:
+            raise RuntimeError(f"window_attention: {name} shape {tuple(t.shape)} differs from q shape {tuple(q.shape)}")
+    c = q.shape[3]
+    if num_heads <= 0 or c % num_heads:
+        raise RuntimeError(f"window_attention: num_heads {num_heads} does not divide the channels {c}")
+    if len(window) != 2 or min(window) <= 0:
+        raise RuntimeError(f"window_attention: window sizes must be positive, got {list(window)}")
+    if len(offset) != 2 or not all(0 <= o < w for o, w in zip(offset, window)):
+        raise RuntimeError(f"window_attention: offset {list(offset)} must satisfy 0 <= offset < window {list(window)}")
+    if pad_mode not in ("zeros", "mask"):
+        raise RuntimeError(f'window_attention: pad_mode must be "zeros" or "mask", got "{pad_mode}"')
+    table = (2 * window[0] - 1) * (2 * window[1] - 1)
+    for name, t, shape in (("k", k, None), ("v", v, None), ("k_pad", k_pad, (c,)), ("v_pad", v_pad, (c,)),
+                           ("rel_bias", rel_bias, (table, num_heads))):
+        if t is None:
+            continue
+        if shape is not None and tuple(t.shape) != shape:
+            raise RuntimeError(f"window_attention: {name} must be {list(shape)}, got {list(t.shape)}")
+        if t.dtype != q.dtype:
+            raise RuntimeError(f"window_attention: {name} dtype {t.dtype} differs from q dtype {q.dtype}")
+        if t.device != q.device:
+            raise RuntimeError(f"window_attention: {name} is on {t.device} but q is on {q.device}")
+
+
+def _lse_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@torch.library.register_fake("higherpose::window_attention_forward")
+def _forward_fake(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias):
+    _check_args(q, k, v, window, num_heads, offset, pad_mode, k_pad, v_pad, rel_bias)
+    b, h, w, _ = q.shape
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty((b, num_heads, h, w), dtype=_lse_dtype(q.dtype), device=q.device)
+    return out, lse
+
+
+@torch.library.register_fake("higherpose::window_attention_backward")
+def _backward_fake(grad_out, q, k, v, out, lse, window, num_heads, scale, offset, pad_mode, k_pad, v_pad,
+                   rel_bias):
+    _check_args(q, k, v, window, num_heads, offset, pad_mode, k_pad, v_pad, rel_bias)
+    c = q.shape[3]
+    grads = [torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3)]
+    grads += [q.new_empty((c,)), q.new_empty((c,))]
+    grads.append(q.new_empty(tuple(rel_bias.shape)) if rel_bias is not None else q.new_empty((0,)))
+    return tuple(grads)
+
+
+@torch.library.register_fake("higherpose::window_attention")
+def _window_attention_fake(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias):
+    _check_args(q, k, v, window, num_heads, offset, pad_mode, k_pad, v_pad, rel_bias)
+    return torch.empty(q.shape, dtype=q.dtype, device=q.device)

@@ -58,7 +58,9 @@ def window_attention(q, k, v, num_heads, window=(7, 7), scale=None, offset=(0, 0
         real = real.reshape(nh, wh, nw, ww).permute(0, 2, 1, 3).reshape(nh * nw, 1, 1, wh * ww)
         logits = logits.reshape(b, nh * nw, num_heads, wh * ww, wh * ww)
         logits = logits.masked_fill(~real, float("-inf")).flatten(0, 1)
-    attn = torch.softmax(logits.float(), dim=-1).to(vw.dtype)
+    # Softmax in float32 for half inputs (as the kernels accumulate), in the input dtype otherwise.
+    softmax_dtype = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
+    attn = torch.softmax(logits, dim=-1, dtype=softmax_dtype).to(vw.dtype)
     out = attn @ vw  # [windows, heads, L, d]
     out = out.reshape(b, nh, nw, num_heads, wh, ww, d).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hp, wp, c)
     return out[:, top:top + h, left:left + w]

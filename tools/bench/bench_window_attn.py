@@ -1,0 +1,193 @@
+"""Benchmark of the fused window-attention op against two baselines measured in the same run.
+
+Baselines (HRFormer "zeros" semantics, centre-padding grid, pad keys/values = k_pad/v_pad):
+  reference  higherpose.ops.reference.window_attention: pad -> partition -> matmul/softmax ->
+             merge -> crop in plain PyTorch (the upstream formulation);
+  sdpa       the same windows batched as [windows, heads, L, d] through
+             torch.nn.functional.scaled_dot_product_attention.
+
+Shapes: HRFormer-B branches (C 78/156/312/624, heads 2/4/8/16, 64x48/32x24/16x12/8x6) and
+HRFormer-S branch 0 (C 32, 1 head, 64x48). Prints medians of --repeats runs for forward and
+forward+backward, peak memory above the inputs on CUDA, and ratios (baseline time / op time,
+op memory / baseline memory).
+
+    python tools/bench/bench_window_attn.py --device cuda --batch 32 --repeats 20 --json out.json
+    python tools/bench/bench_window_attn.py --device cpu --batch 1 --repeats 10
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from higherpose.ops import centre_offset, window_attention  # noqa: E402
+from higherpose.ops.reference.window_attention import relative_position_index, window_grid  # noqa: E402
+from higherpose.ops.reference.window_attention import window_attention as reference_attention  # noqa: E402
+
+SHAPES = [  # name, channels, heads, H, W
+    ("B-branch0", 78, 2, 64, 48),
+    ("B-branch1", 156, 4, 32, 24),
+    ("B-branch2", 312, 8, 16, 12),
+    ("B-branch3", 624, 16, 8, 6),
+    ("S-branch0", 32, 1, 64, 48),
+]
+
+
+def sdpa_attention(q, k, v, num_heads, window, scale, offset, pad_mode, k_pad, v_pad, rel_bias):
+    """Window attention through F.scaled_dot_product_attention (pad -> partition -> SDPA -> merge)."""
+    b, h, w, c = q.shape
+    wh, ww = window
+    d = c // num_heads
+    nh, top, _ = window_grid(h, wh, offset[0])
+    nw, left, _ = window_grid(w, ww, offset[1])
+    hp, wp = nh * wh, nw * ww
+
+    def pad_partition(x, fill):
+        if fill is None:
+            out = x.new_zeros((b, hp, wp, c))
+        else:
+            out = fill.to(x.dtype).expand(b, hp, wp, c).clone()
+        out[:, top:top + h, left:left + w] = x
+        out = out.reshape(b, nh, wh, nw, ww, num_heads, d).permute(0, 1, 3, 5, 2, 4, 6)
+        return out.reshape(b * nh * nw, num_heads, wh * ww, d)
+
+    mask = None
+    if rel_bias is not None:
+        index = relative_position_index(window).to(rel_bias.device)
+        mask = rel_bias[index.flatten()].reshape(wh * ww, wh * ww, num_heads).permute(2, 0, 1).to(q.dtype)
+    out = F.scaled_dot_product_attention(pad_partition(q, None), pad_partition(k, k_pad),
+                                         pad_partition(v, v_pad), attn_mask=mask, scale=scale)
+    out = out.reshape(b, nh, nw, num_heads, wh, ww, d).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hp, wp, c)
+    return out[:, top:top + h, left:left + w]
+
+
+IMPLEMENTATIONS = {"op": window_attention, "reference": reference_attention, "sdpa": sdpa_attention}
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_inputs(batch, channels, heads, h, w, dtype, device, rpe):
+    g = torch.Generator(device="cpu").manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
+
+    q, k, v = (randn(batch, h, w, channels) for _ in range(3))
+    k_pad, v_pad = randn(channels) * 0.1, randn(channels) * 0.1
+    rel_bias = randn(169, heads) * 0.02 if rpe else None
+    return q, k, v, k_pad, v_pad, rel_bias
+
+
+def run_once(fn, inputs, heads, backward, grad):
+    q, k, v, k_pad, v_pad, rel_bias = inputs
+    window = (7, 7)
+    offset = centre_offset(q.shape[1], q.shape[2], window)
+    scale = (q.shape[-1] // heads) ** -0.5
+    if backward:
+        out = fn(q, k, v, heads, window, scale, offset, "zeros", k_pad, v_pad, rel_bias)
+        out.backward(grad)
+    else:
+        with torch.no_grad():
+            fn(q, k, v, heads, window, scale, offset, "zeros", k_pad, v_pad, rel_bias)
+
+
+def measure(fn, inputs, heads, backward, repeats, warmup, device):
+    """Median seconds over `repeats` runs and peak memory (bytes above what was allocated before)."""
+    if backward:
+        inputs = tuple(t.detach().requires_grad_() if t is not None else None for t in inputs)
+    grad = torch.randn_like(inputs[0]) if backward else None
+    for _ in range(warmup):
+        run_once(fn, inputs, heads, backward, grad)
+        for t in inputs:
+            if t is not None:
+                t.grad = None
+    sync(device)
+    times = []
+    peak = None
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+        start = time.perf_counter()
+        run_once(fn, inputs, heads, backward, grad)
+        sync(device)
+        times.append(time.perf_counter() - start)
+        if device.type == "cuda":
+            peak = max(peak or 0, torch.cuda.max_memory_allocated(device) - base)
+        for t in inputs:
+            if t is not None:
+                t.grad = None
+    return statistics.median(times), peak
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--batch", type=int, default=None, help="default 32 on CUDA, 1 on CPU")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--dtypes", default=None, help="comma list; default float32,bfloat16 (CUDA), float32 (CPU)")
+    parser.add_argument("--rpe", action="store_true", help="also add a relative-position-bias table")
+    parser.add_argument("--shapes", default=None, help="comma list of shape names (default all)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but no CUDA device is available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batch = args.batch or (32 if device.type == "cuda" else 1)
+    dtype_names = args.dtypes or ("float32,bfloat16" if device.type == "cuda" else "float32")
+    dtypes = [getattr(torch, n) for n in dtype_names.split(",")]
+    shapes = [s for s in SHAPES if args.shapes is None or s[0] in args.shapes.split(",")]
+
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"window attention benchmark: {machine}, torch {torch.__version__}, batch {batch}, "
+          f"median of {args.repeats}, rpe={args.rpe}")
+    header = (f"{'shape':<10} {'dtype':<9} {'pass':<7} {'op ms':>8} {'ref ms':>8} {'sdpa ms':>8} "
+              f"{'ref/op':>7} {'sdpa/op':>7}")
+    if device.type == "cuda":
+        header += f" {'op MB':>8} {'ref MB':>8} {'sdpa MB':>8} {'op/ref mem':>10}"
+    print(header)
+    results = []
+    for name, channels, heads, h, w in shapes:
+        for dtype in dtypes:
+            inputs = make_inputs(batch, channels, heads, h, w, dtype, device, args.rpe)
+            for backward in (False, True):
+                row = {"shape": name, "channels": channels, "heads": heads, "H": h, "W": w, "batch": batch,
+                       "dtype": str(dtype).replace("torch.", ""), "pass": "fwd+bwd" if backward else "fwd"}
+                for impl, fn in IMPLEMENTATIONS.items():
+                    seconds, peak = measure(fn, inputs, heads, backward, args.repeats, args.warmup, device)
+                    row[f"{impl}_ms"] = seconds * 1e3
+                    row[f"{impl}_peak_mb"] = None if peak is None else peak / 2**20
+                row["ref_over_op"] = row["reference_ms"] / row["op_ms"]
+                row["sdpa_over_op"] = row["sdpa_ms"] / row["op_ms"]
+                line = (f"{name:<10} {row['dtype']:<9} {row['pass']:<7} {row['op_ms']:8.3f} "
+                        f"{row['reference_ms']:8.3f} {row['sdpa_ms']:8.3f} {row['ref_over_op']:7.2f} "
+                        f"{row['sdpa_over_op']:7.2f}")
+                if device.type == "cuda":
+                    row["op_over_ref_mem"] = row["op_peak_mb"] / max(row["reference_peak_mb"], 1e-9)
+                    line += (f" {row['op_peak_mb']:8.1f} {row['reference_peak_mb']:8.1f} "
+                             f"{row['sdpa_peak_mb']:8.1f} {row['op_over_ref_mem']:10.2f}")
+                print(line, flush=True)
+                results.append(row)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "torch": torch.__version__, "batch": batch, "repeats": args.repeats,
+                       "rpe": args.rpe, "results": results}, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
