@@ -289,3 +289,75 @@ def test_model_info_counts_parameters_and_window_attention():
     per_op = {str(k): v for k, v in counter.get_flop_counts()["Global"].items()}
     attention = sum(v for k, v in per_op.items() if "window_attention" in k) / 2
     assert attention == expected
+
+
+def _bn(x, norm):
+    return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
+
+
+def _reference_fuse(module, xs, upsample_mode, depthwise):
+    """Upstream fusion from the module's weights: for target i, sum over sources j of
+    j > i: BN(conv1x1(x_j)) upsampled by 2^(j-i) (HRNet nearest; HRFormer bilinear, then resized);
+    j < i: (i-j) stride-2 steps (HRNet conv3x3+BN; HRFormer dw3x3+BN+pw1x1+BN), ReLU between steps;
+    then ReLU."""
+    out = []
+    for i, row in enumerate(module.fuse_layers):
+        y = xs[i].clone()
+        for j, x in enumerate(xs):
+            if j > i:
+                z = _bn(F.conv2d(x, row[j][0].weight), row[j][1])
+                if upsample_mode == "nearest":
+                    z = F.interpolate(z, scale_factor=2 ** (j - i), mode="nearest")
+                else:
+                    z = F.interpolate(z, scale_factor=2 ** (j - i), mode="bilinear", align_corners=False)
+                    z = F.interpolate(z, size=xs[i].shape[-2:], mode="bilinear", align_corners=False)
+                y = y + z
+            elif j < i:
+                z = x
+                for k, step in enumerate(row[j]):
+                    if depthwise:
+                        z = _bn(F.conv2d(z, step[0].weight, stride=2, padding=1, groups=z.shape[1]), step[1])
+                        z = _bn(F.conv2d(z, step[2].weight), step[3])
+                    else:
+                        z = _bn(F.conv2d(z, step[0].weight, stride=2, padding=1), step[1])
+                    if k < i - j - 1:
+                        z = F.relu(z)
+                y = y + z
+        out.append(F.relu(y))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["hrnet", "hrt"])
+def test_fuse_layers_match_upstream_algorithm(kind):
+    torch.manual_seed(0)
+    if kind == "hrnet":
+        from higherpose.models.blocks import BasicBlock
+        from higherpose.models.hrnet import HighResolutionModule
+        module = HighResolutionModule(3, BasicBlock, [1, 1, 1], [4, 8, 16], [4, 8, 16])
+        sizes = [(16, 12), (8, 6), (4, 3)]
+    else:
+        from higherpose.models.hrt import HighResolutionTransformerModule
+        module = HighResolutionTransformerModule(3, [1, 1, 1], [4, 8, 16], [4, 8, 16], [1, 2, 2], [7, 7, 7],
+                                                 [2, 2, 2], [0.0])
+        sizes = [(18, 14), (9, 7), (5, 4)]  # odd sizes: upsampled maps must be resized
+    module = module.double().eval()
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.3, 0.3)
+    xs = [torch.randn(2, c, *s, dtype=torch.float64) for c, s in zip([4, 8, 16], sizes)]
+    with torch.no_grad():
+        branch_out = [b(x) for b, x in zip(module.branches, xs)]
+        expected = _reference_fuse(module, branch_out, "nearest" if kind == "hrnet" else "bilinear", kind == "hrt")
+        for got, want in zip(module(xs), expected):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_bad_input_sizes_are_clear_errors():
+    model = small_model(CROWD_W32, small_hrnet_opts())
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model(torch.randn(1, 3, 100, 96))
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        model(torch.randn(1, 1, 128, 96))

@@ -137,8 +137,11 @@ class HRNetTrunk(nn.Module):
         self.conv2 = nn.Conv2d(stem, 64, 3, 2, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(64, momentum=BN_MOMENTUM)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = make_res_layer(Bottleneck, 64, 64, 4)
-        pre = [64 * Bottleneck.expansion]
+        # (higherpose) LAYER1_PLANES / LAYER1_NUM_BLOCKS shrink layer1 for small models; the
+        # defaults are upstream's 4 Bottlenecks of 64 planes.
+        planes = _get(extra, "LAYER1_PLANES", 64)
+        self.layer1 = make_res_layer(Bottleneck, 64, planes, _get(extra, "LAYER1_NUM_BLOCKS", 4))
+        pre = [planes * Bottleneck.expansion]
         for n in (2, 3, 4):
             stage_cfg = _get(extra, f"STAGE{n}")
             if stage_cfg is None:
@@ -151,6 +154,11 @@ class HRNetTrunk(nn.Module):
         self.final_channels = pre
 
     def forward_features(self, x):
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"HRNet expects images [B, 3, H, W], got {tuple(x.shape)}")
+        if x.shape[-2] % 32 or x.shape[-1] % 32:
+            # four branches down to 1/32 with nearest 2^k upsampling in the fusion (as upstream)
+            raise ValueError(f"HRNet input height and width must be multiples of 32, got {tuple(x.shape[-2:])}")
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         y = [self.layer1(x)]
