@@ -4,14 +4,17 @@
 // Refine computes, per person and *missing* joint only, the first row-major maximum of
 // det - round(||tag - person tag||) in float32, without materialising the score map. Since
 // round(dist) >= 0, a pixel whose det is below the best score so far cannot win, so the scan
-// is seeded with that joint's peaks (where the maximum usually is) and only evaluates the
-// distance where det reaches the current best. Ties keep the lowest flat index, so the result is
-// the same as a plain row-major argmax.
+// is seeded with that joint's peaks and the person's bounding box (where the maximum usually
+// is) and only evaluates the distance where det reaches the current best. Ties keep the lowest
+// flat index, so the result is the same as a plain row-major argmax.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <cmath>
 #include <limits>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "group/group.h"
 
@@ -31,14 +34,52 @@ inline float refine_score(const float* det, const float* tag, int64_t idx, const
   return det[idx] - round_half_even(std::sqrt(sq));
 }
 
+constexpr int64_t kChunk = 64;  // refine skips runs of this many pixels (flat index) at once
+
+// Maximum of det over every run of kChunk pixels (NaN ignored): one pass over a map, shared by
+// all refine tasks of that joint type.
+void chunk_maxima(const float* det, int64_t HW, std::vector<float>& out) {
+  const int64_t chunks = (HW + kChunk - 1) / kChunk;
+  out.resize(chunks);
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = c * kChunk, end = std::min(begin + kChunk, HW);
+    float m = -std::numeric_limits<float>::infinity();
+    int64_t i = begin;
+#if defined(__SSE2__)
+    if (end - begin == kChunk) {
+      // Four independent accumulators; maxps(v, acc) returns acc when v is NaN (NaN loses).
+      __m128 a0 = _mm_set1_ps(m), a1 = a0, a2 = a0, a3 = a0;
+      for (; i < end; i += 16) {
+        a0 = _mm_max_ps(_mm_loadu_ps(det + i), a0);
+        a1 = _mm_max_ps(_mm_loadu_ps(det + i + 4), a1);
+        a2 = _mm_max_ps(_mm_loadu_ps(det + i + 8), a2);
+        a3 = _mm_max_ps(_mm_loadu_ps(det + i + 12), a3);
+      }
+      alignas(16) float lanes[4];
+      _mm_store_ps(lanes, _mm_max_ps(_mm_max_ps(a0, a1), _mm_max_ps(a2, a3)));
+      m = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
+    }
+#endif
+    for (; i < end; ++i) m = det[i] > m ? det[i] : m;
+    out[c] = m;
+  }
+}
+
 // First row-major argmax of the refine score over one H x W map (NaN scores never win; if no
 // score is above -inf the answer is pixel 0, like numpy's argmax after NaN -> -inf).
-int64_t refine_argmax(const float* det, const float* tag, int64_t HW, int64_t T,
+//
+// The order of evaluation does not change the answer (ties go to the lower index), so the scan
+// first evaluates where the maximum usually is -- the joint's peaks and the person's bounding
+// box -- to get a high `best` early, then visits only the runs of pixels whose maximum det
+// reaches `best`, and in them only the pixels with det >= best.
+int64_t refine_argmax(const float* det, const float* tag, int64_t H, int64_t W, int64_t T,
                       const float* person_tag, const int64_t* seed_x, const int64_t* seed_y,
-                      int64_t num_seeds, int64_t W) {
+                      int64_t num_seeds, const int64_t box[4], const std::vector<float>& chunk_max) {
+  const int64_t HW = H * W;
   float best = -std::numeric_limits<float>::infinity();
   int64_t best_idx = 0;
   auto consider = [&](int64_t idx) {
+    if (!(det[idx] >= best)) return;  // score <= det < best: cannot win (also skips NaN det)
     const float s = refine_score(det, tag, idx, person_tag, T);
     if (s > best || (s == best && idx < best_idx)) {
       best = s;
@@ -46,12 +87,18 @@ int64_t refine_argmax(const float* det, const float* tag, int64_t HW, int64_t T,
     }
   };
   for (int64_t k = 0; k < num_seeds; ++k) {
-    if (seed_x[k] >= 0 && seed_y[k] >= 0) consider(seed_y[k] * W + seed_x[k]);
+    if (seed_x[k] >= 0 && seed_x[k] < W && seed_y[k] >= 0 && seed_y[k] < H)
+      consider(seed_y[k] * W + seed_x[k]);
   }
-  for (int64_t idx = 0; idx < HW; ++idx) {
-    if (!(det[idx] >= best)) continue;  // score <= det < best: cannot win (also skips NaN det)
-    consider(idx);
+  for (int64_t y = box[1]; y <= box[3]; ++y)
+    for (int64_t x = box[0]; x <= box[2]; ++x) consider(y * W + x);
+  const int64_t chunks = static_cast<int64_t>(chunk_max.size());
+  for (int64_t c = 0; c < chunks; ++c) {
+    if (!(chunk_max[c] >= best)) continue;
+    const int64_t end = std::min((c + 1) * kChunk, HW);
+    for (int64_t idx = c * kChunk; idx < end; ++idx) consider(idx);
   }
+  // Pixel 0 when every score is -inf or NaN (a chunk of only NaN/-inf never reaches -inf best).
   return best_idx;
 }
 
@@ -88,6 +135,7 @@ void group_one_image(const float* values, const int64_t* xs, const int64_t* ys, 
   if (!s.refine) return;
   std::vector<float> person_tag(T);
   std::vector<double> tag_sum(T);
+  std::vector<std::vector<float>> chunk_max(J);  // per joint type, computed on first use
   for (int64_t p = 0; p < g.count; ++p) {
     float* pose = g.poses.data() + p * J * row_len;
     int64_t present = 0;
@@ -107,12 +155,24 @@ void group_one_image(const float* values, const int64_t* xs, const int64_t* ys, 
       finite = finite && std::isfinite(person_tag[t]);
     }
     if (!finite) continue;
+    // Bounding box of the person's joints, 2 pixels wider: where its missing joints usually are.
+    int64_t box[4] = {W, H, -1, -1};
+    for (int64_t j = 0; j < J; ++j) {
+      const float* row = pose + j * row_len;
+      if (!(row[2] > 0.0f)) continue;
+      const int64_t x = static_cast<int32_t>(row[0]), y = static_cast<int32_t>(row[1]);
+      box[0] = std::min(box[0], std::max<int64_t>(x - 2, 0));
+      box[1] = std::min(box[1], std::max<int64_t>(y - 2, 0));
+      box[2] = std::max(box[2], std::min(x + 2, W - 1));
+      box[3] = std::max(box[3], std::min(y + 2, H - 1));
+    }
     for (int64_t j = 0; j < J; ++j) {
       float* row = pose + j * row_len;
       if (row[2] != 0.0f) continue;  // only missing joints are filled
       const float* m = det + j * HW;
-      const int64_t idx = refine_argmax(m, tag + j * HW * T, HW, T, person_tag.data(), xs + j * K,
-                                        ys + j * K, K, W);
+      if (chunk_max[j].empty()) chunk_maxima(m, HW, chunk_max[j]);
+      const int64_t idx = refine_argmax(m, tag + j * HW * T, H, W, T, person_tag.data(), xs + j * K,
+                                        ys + j * K, K, box, chunk_max[j]);
       const float val = m[idx];
       if (!(val > 0.0f)) continue;
       const int64_t y = idx / W, x = idx % W;

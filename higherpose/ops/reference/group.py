@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .peaks import heatmap_peaks
+import torch.nn.functional as F
 
 # Upstream's visiting order (COCO, 1-based [1..7, 12, 13, 8..11, 14..17] minus 1).
 COCO_JOINT_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
@@ -74,6 +74,42 @@ def default_joint_order(num_joints):
     if sorted(order) != list(range(num_joints)):
         order = list(range(num_joints))
     return order
+
+
+def top_k(heatmaps, tags, kernel, k):
+    """Upstream's top_k with the heatmap-peaks op's contract: a pixel survives if it equals the
+    max-pool (kernel, stride 1, padding kernel // 2) of its map (NaN never survives nor
+    suppresses); `torch.topk` picks the k best survivors, and survivors tied with the k-th value
+    are ordered by lower flat index (upstream left that order to topk). Same output as
+    ``heatmap_peaks(heatmaps, tags, kernel, k)``; unfilled slots: value -inf, x = y = -1, zero tags.
+    (Upstream zeroes non-peaks and ranks them too; they never pass a non-negative detection
+    threshold, so the candidates are the same.)"""
+    n, j, h, w = heatmaps.shape
+    t = tags.shape[4]
+    det = heatmaps.detach().cpu().to(torch.float32)
+    nan = torch.isnan(det)
+    pooled = F.max_pool2d(det.masked_fill(nan, float("-inf")), kernel, stride=1, padding=kernel // 2)
+    is_peak = (det == pooled) & ~nan
+    key = det.masked_fill(~is_peak, float("-inf")).reshape(n, j, h * w)
+    m = min(k, h * w)
+    kth = torch.topk(key, m, dim=2).values[..., -1:]  # k-th best survivor value per map
+    flat_det = det.reshape(n, j, h * w).numpy()
+    flat_peak = is_peak.reshape(n, j, h * w).numpy()
+    flat_tags = tags.detach().cpu().to(torch.float32).reshape(n, j, h * w, t).numpy()
+    above = (key >= kth).numpy() & flat_peak
+    values = np.full((n, j, k), -np.inf, np.float32)
+    xs = np.full((n, j, k), -1, np.int64)
+    ys = np.full((n, j, k), -1, np.int64)
+    peak_tags = np.zeros((n, j, k, t), np.float32)
+    for a in range(n):
+        for b in range(j):
+            idx = np.nonzero(above[a, b])[0]
+            idx = idx[np.argsort(-flat_det[a, b, idx], kind="stable")][:k]
+            values[a, b, :len(idx)] = flat_det[a, b, idx]
+            xs[a, b, :len(idx)] = idx % w
+            ys[a, b, :len(idx)] = idx // w
+            peak_tags[a, b, :len(idx)] = flat_tags[a, b, idx]
+    return values, xs, ys, peak_tags
 
 
 def _check_candidates(values, tags, keep, n, j):
@@ -181,11 +217,10 @@ def refine_person(det, tag, pose):
         return pose
     found = []
     for j in range(num_joints):
-        sq = None
-        for k in range(t):
-            d = tag[j, :, :, k] - person_tag[k]
-            sq = d * d if sq is None else sq + d * d
-        score = det[j] - np.round(np.sqrt(sq))
+        # upstream's formulation (and cost); for T < 8 numpy sums the T squares in order and
+        # `** 0.5` is a square root, as in the compiled kernels
+        dist = ((tag[j] - person_tag[None, None, :]) ** 2).sum(axis=2) ** 0.5
+        score = det[j] - np.round(dist)
         score[np.isnan(score)] = -np.inf
         y, x = divmod(int(np.argmax(score)), w)
         m = det[j]
@@ -207,8 +242,8 @@ def parse(heatmaps, tags, peaks=None, *, joint_order=None, nms_kernel=5, max_peo
     if joint_order is None:
         joint_order = default_joint_order(num_joints)
     if peaks is None:
-        peaks = heatmap_peaks(heatmaps, tags, nms_kernel, max_people)
-    values, xs, ys, peak_tags = (p.detach().cpu().numpy() for p in peaks)
+        peaks = top_k(heatmaps, tags, nms_kernel, max_people)
+    values, xs, ys, peak_tags = (p.detach().cpu().numpy() if torch.is_tensor(p) else p for p in peaks)
     values = values.astype(np.float32)
     peak_tags = peak_tags.astype(np.float32)
     det = heatmaps.detach().cpu().to(torch.float32).numpy()
