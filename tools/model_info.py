@@ -16,7 +16,6 @@ import argparse
 import glob
 import os
 import sys
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
@@ -88,12 +87,10 @@ def main(argv=None):
     print(f"| {'config':<58} | {'MODEL.NAME':<17} | {'input':>9} | {'params':>12} | {'GMACs':>8} |")
     print(f"|{'-' * 60}|{'-' * 19}|{'-' * 11}|{'-' * 14}|{'-' * 10}|")
     for f in files:
-        t = time.time()
         r = measure(f, args.opts)
         size = "x".join(str(s) for s in r["input"])
         print(f"| {r['config']:<58} | {r['model']:<17} | {size:>9} | {r['params']:>12,} | {r['macs'] / 1e9:>8.3f} |",
               flush=True)
-        del t
     return 0
 
 
