@@ -152,3 +152,20 @@ def test_command_line_tool(tmp_path):
     assert res.returncode == 0, res.stderr
     assert (out / "json" / "crowdpose_trainval.json").is_file()
     assert cv2.imread(str(out / "images" / "100001.jpg")).shape == (64, 64, 3)
+
+
+def test_build_dataset_renders_missing_synthetic_set(tmp_path):
+    from higherpose.config import get_default_config
+    from higherpose.data import build_dataset
+    cfg = get_default_config()
+    cfg.DATASET.ROOT = str(tmp_path / "auto")
+    cfg.DATASET.DATASET = cfg.DATASET.DATASET_TEST = "synthetic_crowd"
+    cfg.DATASET.TRAIN, cfg.DATASET.TEST = "train", "test"
+    cfg.DATASET.NUM_JOINTS = cfg.MODEL.NUM_JOINTS = 14
+    cfg.DATASET.INPUT_SIZE, cfg.DATASET.OUTPUT_SIZE = 64, [16, 32]
+    cfg.DATASET.SYNTHETIC.NUM_TRAIN, cfg.DATASET.SYNTHETIC.NUM_TEST = 3, 2
+    cfg.DATASET.SYNTHETIC.IMAGE_SIZE = 64
+    train = build_dataset(cfg, is_train=True)
+    test = build_dataset(cfg, is_train=False)
+    assert len(train) <= 3 and len(test) == 2 and test.name == "crowdpose"
+    assert train[0][0].shape == (3, 64, 64)
