@@ -15,8 +15,9 @@
 //     every comparison, so it never suppresses). Each thread owns 4 columns x 8 rows: horizontal
 //     window maxima come from registers, vertical maxima from a small register ring, so no pooled
 //     map is ever written. Peaks are appended as 64-bit sort keys (value bits, then inverted flat
-//     index) to a per-map candidate buffer with warp-aggregated atomics. The buffer holds H * W
-//     keys per map, the worst case, so it cannot overflow.
+//     index) to a per-map candidate buffer: peaks are first gathered in shared memory, then one
+//     global atomic per block reserves their slots. The buffer holds H * W keys per map, the
+//     worst case, so it cannot overflow.
 //  2. select_top_k: one block per map sorts its candidates by key (descending = value descending,
 //     then flat index ascending) and writes values, x, y, tags and the fill. Up to kSortCapacity
 //     candidates are sorted in shared memory at once; more are handled in chunks, each chunk's
@@ -49,6 +50,7 @@ constexpr int kTileH = (kFindThreads / kThreadsAcross) * kRowsPerThread;  // 16 
 constexpr int kMaxTiledRadius = 4;                                      // kernel <= 9
 constexpr int kPadLeft = 4;                                             // >= kMaxTiledRadius
 constexpr int kSharedW = kTileW + 2 * kPadLeft;                         // 40 floats per row
+static_assert(kTileH * kTileW <= 65536, "tile-local positions must fit 16 bits");
 
 // Selection geometry.
 constexpr int kSelectThreads = 512;
@@ -80,17 +82,18 @@ __device__ __forceinline__ const void* map_base(const void* hm, size_t elem, con
   return static_cast<const char*>(hm) + (n * g.hs0 + j * g.hs1) * static_cast<int64_t>(elem);
 }
 
-// Appends the keys of the lanes with `is_peak` to the map's candidate list: one atomic per warp.
-// Every lane of the warp must call it, and all lanes must belong to the same map.
-__device__ __forceinline__ void warp_append(bool is_peak, sort_key_t key, int* counter, sort_key_t* keys) {
+// Appends the tile-local positions of the lanes with `is_peak` to the block's shared list: one
+// shared atomic per warp. Every lane of the warp must call it.
+__device__ __forceinline__ void warp_append_local(bool is_peak, unsigned short local, int* count,
+                                                  unsigned short* list) {
   const unsigned ballot = __ballot_sync(kFullMask, is_peak);
   if (ballot == 0) return;
   const int lane = threadIdx.x & 31;
   const int leader = __ffs(ballot) - 1;
   int base = 0;
-  if (lane == leader) base = atomicAdd(counter, __popc(ballot));
+  if (lane == leader) base = atomicAdd(count, __popc(ballot));
   base = __shfl_sync(kFullMask, base, leader);
-  if (is_peak) keys[base + __popc(ballot & ((1u << lane) - 1u))] = key;
+  if (is_peak) list[base + __popc(ballot & ((1u << lane) - 1u))] = local;
 }
 
 // Kernel 1 (tiled): grid = maps * tiles_y * tiles_x blocks of kFindThreads threads.
@@ -100,27 +103,39 @@ find_peaks_tiled(const scalar_t* __restrict__ heatmaps, MapGeometry g, int64_t t
                  int64_t tiles_per_map, int* __restrict__ counters, sort_key_t* __restrict__ keys) {
   constexpr int kRows = kTileH + 2 * RADIUS;
   __shared__ __align__(16) float tile[kRows][kSharedW];
+  __shared__ unsigned short peak_list[kTileH * kTileW];  // tile-local positions row * 32 + col
+  __shared__ int peak_count;
+  __shared__ int peak_base;
 
   const int64_t map = blockIdx.x / tiles_per_map;
   const int64_t t = blockIdx.x % tiles_per_map;
   const int64_t y0 = (t / tiles_x) * kTileH, x0 = (t % tiles_x) * kTileW;
   const scalar_t* m = static_cast<const scalar_t*>(map_base(heatmaps, sizeof(scalar_t), g, map));
 
-  // Stage tile + halo: shared (r, c) holds map (y0 + r - RADIUS, x0 + c - kPadLeft).
-  for (int i = threadIdx.x; i < kRows * kSharedW; i += kFindThreads) {
+  // Stage tile + halo: shared (r, c) holds map (y0 + r - RADIUS, x0 + c - kPadLeft). All loads
+  // are issued before any store so that their latencies overlap.
+  constexpr int kLoads = (kRows * kSharedW + kFindThreads - 1) / kFindThreads;
+  float staged[kLoads];
+#pragma unroll
+  for (int l = 0; l < kLoads; ++l) {
+    const int i = threadIdx.x + l * kFindThreads;
     const int r = i / kSharedW, c = i % kSharedW;
     const int64_t gy = y0 + r - RADIUS, gx = x0 + c - kPadLeft;
-    float v = neg_inf();
-    if (gy >= 0 && gy < g.H && gx >= 0 && gx < g.W) v = static_cast<float>(m[gy * g.hs2 + gx * g.hs3]);
-    tile[r][c] = v;
+    staged[l] = neg_inf();
+    if (i < kRows * kSharedW && gy >= 0 && gy < g.H && gx >= 0 && gx < g.W) {
+      staged[l] = static_cast<float>(m[gy * g.hs2 + gx * g.hs3]);
+    }
   }
+#pragma unroll
+  for (int l = 0; l < kLoads; ++l) {
+    const int i = threadIdx.x + l * kFindThreads;
+    if (i < kRows * kSharedW) tile[i / kSharedW][i % kSharedW] = staged[l];
+  }
+  if (threadIdx.x == 0) peak_count = 0;
   __syncthreads();
 
   const int col0 = (threadIdx.x % kThreadsAcross) * kColsPerThread;  // tile column of my first pixel
   const int row0 = (threadIdx.x / kThreadsAcross) * kRowsPerThread;  // tile row of my first pixel
-  int* counter = counters + map;
-  sort_key_t* map_keys = keys + map * g.H * g.W;
-
   float ring[2 * RADIUS + 1][kColsPerThread];  // horizontal maxima of the last 2R+1 rows
 #pragma unroll
   for (int q = 0; q <= 2 * RADIUS; ++q) {
@@ -165,9 +180,22 @@ find_peaks_tiled(const scalar_t* __restrict__ heatmaps, MapGeometry g, int64_t t
       const float v = cv[c];
       // v is not NaN here, so nmax >= v, and "no neighbour greater" is nmax <= v.
       const bool is_peak = gy < g.H && gx < g.W && !(v != v) && !(nmax > v);
-      const sort_key_t key = is_peak ? make_key(v, static_cast<uint32_t>(gy * g.W + gx)) : 0ull;
-      warp_append(is_peak, key, counter, map_keys);
+      warp_append_local(is_peak, static_cast<unsigned short>(out_row * kTileW + col0 + c), &peak_count,
+                        peak_list);
     }
+  }
+
+  // One global atomic per block reserves the tile's slots in the map's candidate list.
+  __syncthreads();
+  const int count = peak_count;
+  if (count == 0) return;  // block-uniform
+  if (threadIdx.x == 0) peak_base = atomicAdd(counters + map, count);
+  __syncthreads();
+  sort_key_t* out = keys + map * g.H * g.W + peak_base;
+  for (int i = threadIdx.x; i < count; i += kFindThreads) {
+    const int r = peak_list[i] / kTileW, c = peak_list[i] % kTileW;
+    const float v = tile[r + RADIUS][c + kPadLeft];
+    out[i] = make_key(v, static_cast<uint32_t>((y0 + r) * g.W + x0 + c));
   }
 }
 

@@ -161,7 +161,8 @@ def bench_cpu(repeats, rows, threads_label, threads):
                    same_values=check_same(fused(heatmaps, tags), composition(heatmaps, tags)))
         rows.append(row)
         print(f"cpu  {threads_label:>9}  {row['shape']:<20} float32   composition {row['baseline_ms']:9.3f} ms"
-              f"   fused {row['fused_ms']:9.3f} ms   x{row['speedup']:6.2f}", flush=True)
+              f"   fused {row['fused_ms']:9.3f} ms   x{row['speedup']:6.2f}   same values: {row['same_values']}",
+              flush=True)
 
 
 def bench_cuda(repeats, rows, dtypes):
@@ -190,7 +191,7 @@ def bench_cuda(repeats, rows, dtypes):
                   f"  fused {row['fused_ms']*1e3:8.1f} us  x{row['speedup']:5.2f} | graph: composition "
                   f"{row['baseline_graph_ms']*1e3:8.1f} us  fused {row['fused_graph_ms']*1e3:8.1f} us"
                   f"  x{row['speedup_graph']:5.2f} | bound {row['bandwidth_bound_ms']*1e3:6.2f} us"
-                  f"  fraction {row['fraction_of_bound']:.2f}", flush=True)
+                  f"  fraction {row['fraction_of_bound']:.2f} | same values: {row['same_values']}", flush=True)
 
 
 def main(argv=None):
