@@ -139,9 +139,9 @@ def test_nan_in_maps_away_from_candidates_matches_reference():
 
 
 def test_nan_tag_at_a_candidate_raises():
-    det, tag = ref.planted_maps(3, 14, 48, 1, seed=1)
+    det, tag = ref.planted_maps(3, 14, 48, 1, num_images=3, seed=1)
     peaks = ops.heatmap_peaks(det, tag, 5, 30)
-    peaks[3][0, 2, 0, 0] = float("nan")
+    peaks[3][1, 2, 0, 0] = float("nan")  # image 1 of 3: the error crosses the per-image threads
     with pytest.raises(RuntimeError, match="NaN or infinite"):
         ops.ae_group(det, tag, peaks)
     with pytest.raises(ValueError, match="non-finite"):

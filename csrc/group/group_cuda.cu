@@ -42,7 +42,10 @@ __global__ void pack_candidates_kernel(const float* __restrict__ det, const floa
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= num_slots) return;
   const int64_t nj = i / K;  // image * J + joint
-  const int64_t x = xs[i], y = ys[i];
+  // Coordinates travel as floats: anything outside [-1, size) becomes `size`, which the host
+  // reports as out of range if the slot is a candidate (-1 marks an empty slot).
+  const int64_t x = (xs[i] < -1 || xs[i] >= W) ? W : xs[i];
+  const int64_t y = (ys[i] < -1 || ys[i] >= H) ? H : ys[i];
   float* row = packed + i * (5 + T);
   const float fx = static_cast<float>(x), fy = static_cast<float>(y);
   float ax = fx, ay = fy;
