@@ -224,3 +224,11 @@ def test_cuda_random_maps_match_cpu():
     want = ops.ae_group(det, tag, peaks, max_people=10)
     got = ops.ae_group(det.cuda(), tag.cuda(), tuple(p.cuda() for p in peaks), max_people=10)
     _assert_same(got, want)
+
+
+def test_non_contiguous_inputs():
+    det, tag = ref.planted_maps(6, 14, 48, 2, num_images=2, seed=8, missing=0.2)
+    det_nc = torch.cat([det, det], dim=3)[..., :48]
+    tag_nc = tag.permute(4, 0, 1, 2, 3).contiguous().permute(1, 2, 3, 4, 0)
+    assert not det_nc.is_contiguous() and not tag_nc.is_contiguous()
+    _assert_same(ops.ae_group(det_nc, tag_nc), ops.ae_group(det, tag))
