@@ -1,6 +1,9 @@
 """Reading experiment YAMLs the way upstream tools do: `--cfg FILE` plus `KEY VALUE` pairs."""
 import os
 
+import yaml
+from yacs.config import CfgNode
+
 from .default import get_default_config
 
 # The repository's configs/ folder mirrors upstream's experiments/ tree.
@@ -35,11 +38,14 @@ def load_config(cfg_file=None, opts=None, freeze=True):
     """
     cfg = get_default_config()
     if cfg_file:
-        cfg.merge_from_file(resolve_config_path(cfg_file))
+        cfg.merge_from_other_cfg(_read_yaml(resolve_config_path(cfg_file)))
     if opts:
         if len(opts) % 2:
             raise ValueError(f"config overrides must be KEY VALUE pairs, got an odd list: {opts}")
-        cfg.merge_from_list(list(opts))
+        try:
+            cfg.merge_from_list(list(opts))
+        except AssertionError as exc:  # yacs reports unknown keys with a bare assert
+            raise KeyError(f"config override rejected: {exc}") from None
     if cfg.DATA_DIR:
         cfg.DATASET.ROOT = os.path.join(cfg.DATA_DIR, cfg.DATASET.ROOT)
         if cfg.MODEL.PRETRAINED:
@@ -53,6 +59,22 @@ def load_config(cfg_file=None, opts=None, freeze=True):
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def _read_yaml(path):
+    """Safe-load one YAML file into a CfgNode, reconciling upstream field types.
+
+    Top-down HRNet/HRFormer YAMLs write DATASET.FLIP as a boolean (flip or not) where bottom-up
+    HigherHRNet YAMLs give a probability: a boolean becomes 0.5 / 0.0.
+    """
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping, got {type(data).__name__}")
+    flip = data.get("DATASET", {}).get("FLIP") if isinstance(data.get("DATASET"), dict) else None
+    if isinstance(flip, bool):
+        data["DATASET"]["FLIP"] = 0.5 if flip else 0.0
+    return CfgNode(data)
 
 
 def check_config(cfg):
