@@ -9,7 +9,7 @@
 // precision (and as the CPU kernel). The returned values are the original input elements.
 // float64 is not supported on CUDA (the CPU kernel handles it).
 //
-// Two kernels on the current stream:
+// Kernels on the current stream (after one small fill that zeroes the per-map counters):
 //  1. find_peaks: one block per (map, tile). The tile plus a halo of kernel // 2 is staged in
 //     shared memory (out-of-map positions read as -inf, so they never win; NaN stays NaN and loses
 //     every comparison, so it never suppresses). Each thread owns 4 columns x 8 rows: horizontal
@@ -18,8 +18,10 @@
 //     index) to a per-map candidate buffer: peaks are first gathered in shared memory, then one
 //     global atomic per block reserves their slots. The buffer holds H * W keys per map, the
 //     worst case, so it cannot overflow.
-//  2. select_top_k: one block per map sorts its candidates by key (descending = value descending,
-//     then flat index ascending) and writes values, x, y, tags and the fill. Up to kSortCapacity
+//     For k <= 32 (the usual max-people count) the last tile of each map to finish selects the
+//     map's top k right there (registers and warp shuffles), so the op is a single launch.
+//  2. select_top_k, otherwise: one block per map sorts its candidates by key (descending = value
+//     descending, then flat index ascending) and writes values, x, y, tags and the fill. Up to kSortCapacity
 //     candidates are sorted in shared memory at once; more are handled in chunks, each chunk's
 //     bound found by an exact radix select over the keys in global memory.
 // Kernels larger than 9 use a plain one-thread-per-pixel scan instead of kernel 1.
@@ -51,6 +53,8 @@ constexpr int kMaxTiledRadius = 4;                                      // kerne
 constexpr int kPadLeft = 4;                                             // >= kMaxTiledRadius
 constexpr int kSharedW = kTileW + 2 * kPadLeft;                         // 40 floats per row
 static_assert(kTileH * kTileW <= 65536, "tile-local positions must fit 16 bits");
+static_assert(kPadLeft >= kMaxTiledRadius && kPadLeft + kColsPerThread + kMaxTiledRadius <= 12,
+              "a thread's 12 staged columns must hold its pixels and their halo");
 
 // Selection geometry.
 constexpr int kSelectThreads = 512;
@@ -96,16 +100,130 @@ __device__ __forceinline__ void warp_append_local(bool is_peak, unsigned short l
   if (is_peak) list[base + __popc(ballot & ((1u << lane) - 1u))] = local;
 }
 
+// Warp-register top-32 helpers: lane i holds the i-th key of a 32-key list.
+__device__ __forceinline__ sort_key_t keep_max_or_min(sort_key_t mine, sort_key_t other, bool keep_max) {
+  return keep_max ? (mine > other ? mine : other) : (mine < other ? mine : other);
+}
+
+// Sorts the warp's 32 keys descending (bitonic network over shuffles).
+__device__ __forceinline__ sort_key_t warp_sort_desc(sort_key_t v) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int size = 2; size <= 32; size <<= 1) {
+#pragma unroll
+    for (int stride = size >> 1; stride > 0; stride >>= 1) {
+      const sort_key_t other = __shfl_xor_sync(kFullMask, v, stride);
+      const bool descending_run = (lane & size) == 0;  // size == 32: the whole warp descends
+      const bool lower = (lane & stride) == 0;
+      v = keep_max_or_min(v, other, lower == descending_run);
+    }
+  }
+  return v;
+}
+
+// best and incoming are sorted descending; returns the 32 largest of both, sorted descending.
+__device__ __forceinline__ sort_key_t warp_merge_top32(sort_key_t best, sort_key_t incoming) {
+  const int lane = threadIdx.x & 31;
+  // Max of a descending and a reversed (ascending) list: a bitonic list holding the top 32.
+  sort_key_t v = __shfl_sync(kFullMask, incoming, 31 - lane);
+  v = best > v ? best : v;
+#pragma unroll
+  for (int stride = 16; stride > 0; stride >>= 1) {
+    const sort_key_t other = __shfl_xor_sync(kFullMask, v, stride);
+    v = keep_max_or_min(v, other, (lane & stride) == 0);
+  }
+  return v;
+}
+
+// Where the results go: output pointers, the tag maps and k (all slots are written by the kernels).
+template <typename scalar_t>
+struct PeakOutputs {
+  const scalar_t* tags;
+  int64_t ts0, ts1, ts2, ts3, ts4, T, k;
+  scalar_t* values;
+  int64_t* x;
+  int64_t* y;
+  scalar_t* peak_tags;
+};
+
+// Writes output slot `slot` of map `map` from a candidate key: the original value, x, y, tags.
+template <typename scalar_t>
+__device__ __forceinline__ void write_peak(int64_t map, int64_t slot, sort_key_t key, const scalar_t* m,
+                                           const MapGeometry& g, const PeakOutputs<scalar_t>& out) {
+  const int64_t n = map / g.J, j = map % g.J;
+  const uint32_t flat = key_index(key);
+  const int64_t py = flat / g.W, px = flat % g.W;
+  const int64_t o = map * out.k + slot;
+  out.values[o] = m[py * g.hs2 + px * g.hs3];
+  out.x[o] = px;
+  out.y[o] = py;
+  const scalar_t* tag = out.tags + n * out.ts0 + j * out.ts1 + py * out.ts2 + px * out.ts3;
+  for (int64_t t = 0; t < out.T; ++t) out.peak_tags[o * out.T + t] = tag[t * out.ts4];
+}
+
+// Fills the slots want .. k - 1 of a map (fewer peaks than k): -inf, x = y = -1, zero tags.
+template <typename scalar_t>
+__device__ void fill_unused(int64_t map, int64_t want, const PeakOutputs<scalar_t>& out) {
+  for (int64_t i = want + threadIdx.x; i < out.k; i += blockDim.x) {
+    const int64_t o = map * out.k + i;
+    out.values[o] = static_cast<scalar_t>(neg_inf());
+    out.x[o] = -1;
+    out.y[o] = -1;
+    for (int64_t t = 0; t < out.T; ++t) out.peak_tags[o * out.T + t] = static_cast<scalar_t>(0.0f);
+  }
+}
+
+// Top-k for k <= 32 by one block (any size, a multiple of 32): every warp keeps a running top 32
+// of its share of the candidates in registers, then the warps' lists are merged pairwise.
+// `lists` is shared memory for blockDim.x / 32 lists. Keys are read with ld.global.cg (L2), as
+// they may have been written by other blocks of the same grid. All threads must call it.
+template <typename scalar_t>
+__device__ void select_top32_block(int64_t map, int count, const sort_key_t* map_keys,
+                                   const scalar_t* m, const MapGeometry& g,
+                                   const PeakOutputs<scalar_t>& out, sort_key_t (*lists)[32]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int64_t want = count < out.k ? count : out.k;
+  fill_unused(map, want, out);
+  sort_key_t best = 0ull;
+  for (int start = warp * 32; start < count; start += blockDim.x) {  // warp-uniform bounds
+    const int i = start + lane;
+    const sort_key_t key = i < count ? __ldcg(map_keys + i) : 0ull;
+    // Skip the sort and merge when no key of this chunk beats the current 32nd best.
+    sort_key_t chunk_max = key;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+      const sort_key_t other = __shfl_xor_sync(kFullMask, chunk_max, off);
+      chunk_max = chunk_max > other ? chunk_max : other;
+    }
+    const sort_key_t worst_best = __shfl_sync(kFullMask, best, 31);
+    if (chunk_max <= worst_best) continue;  // warp-uniform
+    best = warp_merge_top32(best, warp_sort_desc(key));
+  }
+  lists[warp][lane] = best;
+  __syncthreads();
+  for (int width = 1; width < warps; width <<= 1) {
+    if (warp % (2 * width) == 0 && warp + width < warps) {
+      best = warp_merge_top32(best, lists[warp + width][lane]);
+      lists[warp][lane] = best;
+    }
+    __syncthreads();
+  }
+  if (warp == 0 && lane < want) write_peak(map, lane, best, m, g, out);
+}
+
 // Kernel 1 (tiled): grid = maps * tiles_y * tiles_x blocks of kFindThreads threads.
 template <typename scalar_t, int RADIUS>
 __global__ void __launch_bounds__(kFindThreads)
 find_peaks_tiled(const scalar_t* __restrict__ heatmaps, MapGeometry g, int64_t tiles_x,
-                 int64_t tiles_per_map, int* __restrict__ counters, sort_key_t* __restrict__ keys) {
+                 int64_t tiles_per_map, int* __restrict__ counters, sort_key_t* __restrict__ keys,
+                 int* __restrict__ tiles_done, bool fused_select, PeakOutputs<scalar_t> out) {
   constexpr int kRows = kTileH + 2 * RADIUS;
   __shared__ __align__(16) float tile[kRows][kSharedW];
   __shared__ unsigned short peak_list[kTileH * kTileW];  // tile-local positions row * 32 + col
   __shared__ int peak_count;
   __shared__ int peak_base;
+  __shared__ bool last_tile;
+  __shared__ sort_key_t lists[kFindThreads / 32][32];
 
   const int64_t map = blockIdx.x / tiles_per_map;
   const int64_t t = blockIdx.x % tiles_per_map;
@@ -188,15 +306,28 @@ find_peaks_tiled(const scalar_t* __restrict__ heatmaps, MapGeometry g, int64_t t
   // One global atomic per block reserves the tile's slots in the map's candidate list.
   __syncthreads();
   const int count = peak_count;
-  if (count == 0) return;  // block-uniform
-  if (threadIdx.x == 0) peak_base = atomicAdd(counters + map, count);
-  __syncthreads();
-  sort_key_t* out = keys + map * g.H * g.W + peak_base;
-  for (int i = threadIdx.x; i < count; i += kFindThreads) {
-    const int r = peak_list[i] / kTileW, c = peak_list[i] % kTileW;
-    const float v = tile[r + RADIUS][c + kPadLeft];
-    out[i] = make_key(v, static_cast<uint32_t>((y0 + r) * g.W + x0 + c));
+  sort_key_t* map_keys = keys + map * g.H * g.W;
+  if (count > 0) {  // block-uniform
+    if (threadIdx.x == 0) peak_base = atomicAdd(counters + map, count);
+    __syncthreads();
+    for (int i = threadIdx.x; i < count; i += kFindThreads) {
+      const int r = peak_list[i] / kTileW, c = peak_list[i] % kTileW;
+      const float v = tile[r + RADIUS][c + kPadLeft];
+      map_keys[peak_base + i] = make_key(v, static_cast<uint32_t>((y0 + r) * g.W + x0 + c));
+    }
   }
+  if (!fused_select) return;
+
+  // The last tile of a map to finish selects the map's top k (k <= 32), saving a launch: the
+  // classic threadfence-reduction pattern (publish keys, fence, count finished tiles).
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last_tile = atomicAdd(tiles_done + map, 1) == tiles_per_map - 1;
+  __syncthreads();
+  if (!last_tile) return;  // block-uniform
+  __threadfence();
+  const int total = __ldcg(counters + map);
+  select_top32_block(map, total, map_keys, m, g, out, lists);
 }
 
 // Kernel 1 (any kernel size): one thread per pixel, scanning its neighbourhood in global memory.
@@ -298,113 +429,27 @@ __device__ sort_key_t radix_select(const sort_key_t* keys, int count, int rank, 
   return prefix;
 }
 
-// Warp-register top-32 helpers: lane i holds the i-th key of a 32-key list.
-__device__ __forceinline__ sort_key_t keep_max_or_min(sort_key_t mine, sort_key_t other, bool keep_max) {
-  return keep_max ? (mine > other ? mine : other) : (mine < other ? mine : other);
-}
-
-// Sorts the warp's 32 keys descending (bitonic network over shuffles).
-__device__ __forceinline__ sort_key_t warp_sort_desc(sort_key_t v) {
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int size = 2; size <= 32; size <<= 1) {
-#pragma unroll
-    for (int stride = size >> 1; stride > 0; stride >>= 1) {
-      const sort_key_t other = __shfl_xor_sync(kFullMask, v, stride);
-      const bool descending_run = (lane & size) == 0;  // size == 32: the whole warp descends
-      const bool lower = (lane & stride) == 0;
-      v = keep_max_or_min(v, other, lower == descending_run);
-    }
-  }
-  return v;
-}
-
-// best and incoming are sorted descending; returns the 32 largest of both, sorted descending.
-__device__ __forceinline__ sort_key_t warp_merge_top32(sort_key_t best, sort_key_t incoming) {
-  const int lane = threadIdx.x & 31;
-  // Max of a descending and a reversed (ascending) list: a bitonic list holding the top 32.
-  sort_key_t v = __shfl_sync(kFullMask, incoming, 31 - lane);
-  v = best > v ? best : v;
-#pragma unroll
-  for (int stride = 16; stride > 0; stride >>= 1) {
-    const sort_key_t other = __shfl_xor_sync(kFullMask, v, stride);
-    v = keep_max_or_min(v, other, (lane & stride) == 0);
-  }
-  return v;
-}
-
-// Writes output slot o from a candidate key: the original value, x, y and the tag vector there.
-template <typename scalar_t>
-__device__ __forceinline__ void write_peak(int64_t o, sort_key_t key, const scalar_t* map,
-                                           const MapGeometry& g, const scalar_t* map_tags, int64_t ts2,
-                                           int64_t ts3, int64_t ts4, int64_t T, scalar_t* out_val,
-                                           int64_t* out_x, int64_t* out_y, scalar_t* out_tags) {
-  const uint32_t flat = key_index(key);
-  const int64_t py = flat / g.W, px = flat % g.W;
-  out_val[o] = map[py * g.hs2 + px * g.hs3];
-  out_x[o] = px;
-  out_y[o] = py;
-  const scalar_t* tag = map_tags + py * ts2 + px * ts3;
-  for (int64_t t = 0; t < T; ++t) out_tags[o * T + t] = tag[t * ts4];
-}
-
-// Kernel 2: one block per map.
+// Kernel 2: one block per map (when kernel 1 did not select already).
 template <typename scalar_t>
 __global__ void __launch_bounds__(kSelectThreads)
-select_top_k(const scalar_t* __restrict__ heatmaps, MapGeometry g, const scalar_t* __restrict__ tags,
-             int64_t ts0, int64_t ts1, int64_t ts2, int64_t ts3, int64_t ts4, int64_t T,
-             const int* __restrict__ counters, const sort_key_t* __restrict__ keys, int64_t k,
-             scalar_t* __restrict__ out_val, int64_t* __restrict__ out_x, int64_t* __restrict__ out_y,
-             scalar_t* __restrict__ out_tags) {
+select_top_k(const scalar_t* __restrict__ heatmaps, MapGeometry g, const int* __restrict__ counters,
+             const sort_key_t* __restrict__ keys, PeakOutputs<scalar_t> out) {
   __shared__ sort_key_t sorted[kSortCapacity];
   __shared__ int hist[256];
   __shared__ int shared_int[2];
   __shared__ int collected;
+  __shared__ sort_key_t lists[kSelectThreads / 32][32];
 
   const int64_t map = blockIdx.x;
-  const int64_t hw = g.H * g.W;
   const int count = counters[map];
-  const sort_key_t* map_keys = keys + map * hw;
-  const int64_t want = count < k ? count : k;
-  const int64_t n = map / g.J, j = map % g.J;
+  const sort_key_t* map_keys = keys + map * g.H * g.W;
   const scalar_t* m = static_cast<const scalar_t*>(map_base(heatmaps, sizeof(scalar_t), g, map));
-  const scalar_t* map_tags = tags + n * ts0 + j * ts1;
-
-  // Fill the slots no peak reaches.
-  for (int64_t i = want + threadIdx.x; i < k; i += blockDim.x) {
-    const int64_t o = map * k + i;
-    out_val[o] = static_cast<scalar_t>(neg_inf());
-    out_x[o] = -1;
-    out_y[o] = -1;
-    for (int64_t t = 0; t < T; ++t) out_tags[o * T + t] = static_cast<scalar_t>(0.0f);
-  }
-
-  if (k <= 32) {
-    // Fast path for the usual k (max people per image): every warp keeps a running top 32 of
-    // its share of the candidates in registers, then the warps' lists are merged pairwise.
-    __shared__ sort_key_t lists[kSelectThreads / 32][32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    sort_key_t best = 0ull;
-    for (int start = warp * 32; start < count; start += blockDim.x) {  // warp-uniform bounds
-      const int i = start + lane;
-      const sort_key_t chunk = warp_sort_desc(i < count ? map_keys[i] : 0ull);
-      best = warp_merge_top32(best, chunk);
-    }
-    lists[warp][lane] = best;
-    __syncthreads();
-    for (int width = 1; width < warps; width <<= 1) {
-      if (warp % (2 * width) == 0 && warp + width < warps) {
-        best = warp_merge_top32(best, lists[warp + width][lane]);
-        lists[warp][lane] = best;
-      }
-      __syncthreads();
-    }
-    if (warp == 0 && lane < want) {
-      write_peak(map * k + lane, best, m, g, map_tags, ts2, ts3, ts4, T, out_val, out_x, out_y,
-                 out_tags);
-    }
+  if (out.k <= 32) {
+    select_top32_block(map, count, map_keys, m, g, out, lists);
     return;
   }
+  const int64_t want = count < out.k ? count : out.k;
+  fill_unused(map, want, out);
 
   int64_t written = 0;
   sort_key_t upper = ~0ull;  // keys of this chunk are below it (no real key reaches ~0)
@@ -438,8 +483,7 @@ select_top_k(const scalar_t* __restrict__ heatmaps, MapGeometry g, const scalar_
     bitonic_sort_desc(sorted, padded);
 
     for (int i = threadIdx.x; i < chunk; i += blockDim.x) {
-      write_peak(map * k + written + i, sorted[i], m, g, map_tags, ts2, ts3, ts4, T, out_val, out_x,
-                 out_y, out_tags);
+      write_peak(map, written + i, sorted[i], m, g, out);
     }
     written += chunk;
     __syncthreads();  // `sorted` and `collected` are reused by the next chunk
@@ -448,13 +492,15 @@ select_top_k(const scalar_t* __restrict__ heatmaps, MapGeometry g, const scalar_
 
 template <typename scalar_t, int RADIUS>
 void launch_find_tiled(const at::Tensor& heatmaps, const MapGeometry& g, int64_t maps,
-                       int* counters, sort_key_t* keys, cudaStream_t stream) {
+                       int* counters, sort_key_t* keys, int* tiles_done,
+                       const PeakOutputs<scalar_t>& out, cudaStream_t stream) {
   const int64_t tiles_x = (g.W + kTileW - 1) / kTileW, tiles_y = (g.H + kTileH - 1) / kTileH;
   const int64_t blocks = maps * tiles_x * tiles_y;
   TORCH_CHECK(blocks <= std::numeric_limits<int32_t>::max(),
               "heatmap_peaks: heatmaps are too large for one launch (", blocks, " tiles)");
   find_peaks_tiled<scalar_t, RADIUS><<<static_cast<unsigned>(blocks), kFindThreads, 0, stream>>>(
-      heatmaps.const_data_ptr<scalar_t>(), g, tiles_x, tiles_x * tiles_y, counters, keys);
+      heatmaps.const_data_ptr<scalar_t>(), g, tiles_x, tiles_x * tiles_y, counters, keys, tiles_done,
+      /*fused_select=*/out.k <= 32, out);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -477,18 +523,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> heatmap_peaks_cuda(
               "heatmap_peaks: maps of ", H, " x ", W, " pixels are too large (at most 2^31 - 1 pixels)");
   TORCH_CHECK(maps <= std::numeric_limits<int32_t>::max(), "heatmap_peaks: too many maps (", maps, ")");
 
-  // The selection kernel writes every output slot, fill included: no initialisation needed.
+  // The kernels write every output slot, fill included: no initialisation needed.
   auto values = at::empty({N, J, k}, heatmaps.options());
   auto xs = at::empty({N, J, k}, heatmaps.options().dtype(at::kLong));
   auto ys = at::empty({N, J, k}, heatmaps.options().dtype(at::kLong));
   auto peak_tags = at::empty({N, J, k, T}, tags.options());
-  auto counters = at::zeros({maps}, heatmaps.options().dtype(at::kInt));
+  // Per map: the candidate count and the number of finished tiles, zeroed in one fill.
+  auto counters = at::zeros({2 * maps}, heatmaps.options().dtype(at::kInt));
   auto keys = at::empty({maps * hw}, heatmaps.options().dtype(at::kLong));  // worst case: all peaks
 
   const MapGeometry g{H, W, J, heatmaps.stride(0), heatmaps.stride(1), heatmaps.stride(2),
                       heatmaps.stride(3)};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(heatmaps.device().index()).stream();
   int* counter_ptr = counters.mutable_data_ptr<int>();
+  int* tiles_done_ptr = counter_ptr + maps;
   sort_key_t* key_ptr = reinterpret_cast<sort_key_t*>(keys.mutable_data_ptr<int64_t>());
   const int64_t radius = kernel / 2;
 
@@ -496,12 +544,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> heatmap_peaks_cuda(
     if constexpr (std::is_same_v<scalar_t, double>) {
       TORCH_CHECK(false, "heatmap_peaks: float64 is not supported on CUDA");
     } else {
+      const PeakOutputs<scalar_t> out{tags.const_data_ptr<scalar_t>(), tags.stride(0), tags.stride(1),
+                                      tags.stride(2), tags.stride(3), tags.stride(4), T, k,
+                                      values.mutable_data_ptr<scalar_t>(), xs.mutable_data_ptr<int64_t>(),
+                                      ys.mutable_data_ptr<int64_t>(), peak_tags.mutable_data_ptr<scalar_t>()};
+      // The tiled kernel selects the top k itself when k <= 32.
+      const bool selected = radius <= kMaxTiledRadius && k <= 32;
       switch (radius) {
-        case 0: launch_find_tiled<scalar_t, 0>(heatmaps, g, maps, counter_ptr, key_ptr, stream); break;
-        case 1: launch_find_tiled<scalar_t, 1>(heatmaps, g, maps, counter_ptr, key_ptr, stream); break;
-        case 2: launch_find_tiled<scalar_t, 2>(heatmaps, g, maps, counter_ptr, key_ptr, stream); break;
-        case 3: launch_find_tiled<scalar_t, 3>(heatmaps, g, maps, counter_ptr, key_ptr, stream); break;
-        case 4: launch_find_tiled<scalar_t, 4>(heatmaps, g, maps, counter_ptr, key_ptr, stream); break;
+        case 0: launch_find_tiled<scalar_t, 0>(heatmaps, g, maps, counter_ptr, key_ptr, tiles_done_ptr, out, stream); break;
+        case 1: launch_find_tiled<scalar_t, 1>(heatmaps, g, maps, counter_ptr, key_ptr, tiles_done_ptr, out, stream); break;
+        case 2: launch_find_tiled<scalar_t, 2>(heatmaps, g, maps, counter_ptr, key_ptr, tiles_done_ptr, out, stream); break;
+        case 3: launch_find_tiled<scalar_t, 3>(heatmaps, g, maps, counter_ptr, key_ptr, tiles_done_ptr, out, stream); break;
+        case 4: launch_find_tiled<scalar_t, 4>(heatmaps, g, maps, counter_ptr, key_ptr, tiles_done_ptr, out, stream); break;
         default: {
           const int64_t total = maps * hw;
           const int64_t blocks = (total + 255) / 256;
@@ -512,12 +566,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> heatmap_peaks_cuda(
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         }
       }
-      select_top_k<scalar_t><<<static_cast<unsigned>(maps), kSelectThreads, 0, stream>>>(
-          heatmaps.const_data_ptr<scalar_t>(), g, tags.const_data_ptr<scalar_t>(), tags.stride(0),
-          tags.stride(1), tags.stride(2), tags.stride(3), tags.stride(4), T, counter_ptr, key_ptr, k,
-          values.mutable_data_ptr<scalar_t>(), xs.mutable_data_ptr<int64_t>(),
-          ys.mutable_data_ptr<int64_t>(), peak_tags.mutable_data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      if (!selected) {
+        select_top_k<scalar_t><<<static_cast<unsigned>(maps), kSelectThreads, 0, stream>>>(
+            heatmaps.const_data_ptr<scalar_t>(), g, counter_ptr, key_ptr, out);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
     }
   });
   return {values, xs, ys, peak_tags};
