@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .inference.bottom_up import BottomUpInference, BottomUpSettings
-from .inference.transforms import affine_matrix, multi_scale_size
+from .inference.transforms import affine_matrix
 
 
 @dataclass

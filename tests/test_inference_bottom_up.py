@@ -1,6 +1,5 @@
 """Bottom-up inference: sizes, map aggregation against an independent re-implementation of
 upstream's test pipeline, and the geometry back to the image."""
-import math
 
 import cv2
 import numpy as np
