@@ -1,0 +1,474 @@
+// Local-window multi-head attention on CUDA: one thread block per (image, window, head) tile.
+//
+// Forward: the block gathers its window's keys and values straight from the image layout into
+// shared memory (fp32 for fp32/fp16/bf16 inputs; padded positions read k_pad / v_pad in "zeros"
+// mode and are skipped in "mask" mode); each thread owns one query, keeps it and its output
+// accumulator in registers, runs an online softmax over the window's keys and writes the output
+// and the log-sum-exp of its query in image layout. Queries outside the image are skipped (their
+// outputs would be cropped away).
+// Backward (flash-style): the block recomputes the attention weights of its tile from the saved
+// log-sum-exp; query-owned gradients (dQ) are summed in registers, key-owned ones (dK, dV) after
+// one pass through shared memory; the reductions (k_pad, v_pad, bias table) are summed per block
+// in shared memory and then added to fp32 buffers with one atomic per entry and block.
+// Every image position lies in exactly one window, so the writes of out / dQ / dK / dV never
+// overlap. All launches go to the current stream.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "window_attention/window_attention.h"
+
+namespace higherpose {
+namespace {
+
+struct Params {
+  int64_t B, H, W, C, heads, d, wh, ww, top, left, nh, nw, L, table;
+  bool zeros_mode;
+  int64_t sq[4], sk[4], sv[4], so[4], sgo[4];  // strides of q, k, v, out, grad_out
+  int64_t k_pad_stride, v_pad_stride, bias_s0, bias_s1;
+  double scale;
+};
+
+// Where window cell p of window (wi, wj) lies in the image; false when it is padding.
+struct Cell {
+  int64_t y, x;
+  int rel;  // r * (2ww - 1) + c: bias row of (query p, key s) = rel_p - rel_s + centre
+  bool inside;
+};
+
+__device__ __forceinline__ Cell cell_of(const Params& p, int64_t wi, int64_t wj, int64_t cell) {
+  const int64_t r = cell / p.ww, c = cell % p.ww;
+  Cell out;
+  out.y = wi * p.wh + r - p.top;
+  out.x = wj * p.ww + c - p.left;
+  out.rel = static_cast<int>(r * (2 * p.ww - 1) + c);
+  out.inside = out.y >= 0 && out.y < p.H && out.x >= 0 && out.x < p.W;
+  return out;
+}
+
+__device__ __forceinline__ int64_t offset4(const int64_t* s, int64_t b, int64_t y, int64_t x, int64_t c) {
+  return b * s[0] + y * s[1] + x * s[2] + c * s[3];
+}
+
+__device__ __forceinline__ float exp_acc(float x) { return expf(x); }
+__device__ __forceinline__ double exp_acc(double x) { return exp(x); }
+__device__ __forceinline__ float log_acc(float x) { return logf(x); }
+__device__ __forceinline__ double log_acc(double x) { return log(x); }
+
+// Loads keys and values of every window cell of head h into shared memory [L, d]; padded cells
+// read k_pad / v_pad (zeros when absent). In "mask" mode padded cells are never read later.
+template <typename scalar_t, typename acc_t>
+__device__ void load_keys_values(const Params& p, const scalar_t* __restrict__ k,
+                                 const scalar_t* __restrict__ v, const scalar_t* __restrict__ k_pad,
+                                 const scalar_t* __restrict__ v_pad, int64_t b, int64_t wi,
+                                 int64_t wj, int64_t h, acc_t* ks, acc_t* vs) {
+  const int64_t d = p.d, c0 = h * d;
+  for (int64_t idx = threadIdx.x; idx < p.L * d; idx += blockDim.x) {
+    const int64_t j = idx / d, c = idx % d;
+    const Cell cell = cell_of(p, wi, wj, j);
+    acc_t kv = 0, vv = 0;
+    if (cell.inside) {
+      kv = static_cast<acc_t>(k[offset4(p.sk, b, cell.y, cell.x, c0 + c)]);
+      vv = static_cast<acc_t>(v[offset4(p.sv, b, cell.y, cell.x, c0 + c)]);
+    } else {
+      if (k_pad != nullptr) kv = static_cast<acc_t>(k_pad[(c0 + c) * p.k_pad_stride]);
+      if (v_pad != nullptr) vv = static_cast<acc_t>(v_pad[(c0 + c) * p.v_pad_stride]);
+    }
+    ks[idx] = kv;
+    vs[idx] = vv;
+  }
+}
+
+template <typename scalar_t, typename acc_t, int DMAX>
+__global__ void window_attention_forward_kernel(Params p, const scalar_t* __restrict__ q,
+                                                const scalar_t* __restrict__ k,
+                                                const scalar_t* __restrict__ v,
+                                                const scalar_t* __restrict__ k_pad,
+                                                const scalar_t* __restrict__ v_pad,
+                                                const scalar_t* __restrict__ bias,
+                                                scalar_t* __restrict__ out, acc_t* __restrict__ lse) {
+  extern __shared__ unsigned char smem_raw[];
+  acc_t* ks = reinterpret_cast<acc_t*>(smem_raw);
+  acc_t* vs = ks + p.L * p.d;
+
+  const int64_t task = blockIdx.x;
+  const int64_t h = task % p.heads, window = task / p.heads;
+  const int64_t wj = window % p.nw, wi = (window / p.nw) % p.nh, b = window / (p.nw * p.nh);
+  const int64_t d = p.d, c0 = h * d;
+  const int centre = static_cast<int>((p.wh - 1) * (2 * p.ww - 1) + p.ww - 1);
+  load_keys_values(p, k, v, k_pad, v_pad, b, wi, wj, h, ks, vs);
+  __syncthreads();
+
+  const acc_t scale = static_cast<acc_t>(p.scale);
+  for (int64_t i = threadIdx.x; i < p.L; i += blockDim.x) {
+    const Cell qc = cell_of(p, wi, wj, i);
+    if (!qc.inside) continue;  // a padded query's output is cropped away
+    acc_t qr[DMAX], acc[DMAX];
+    const scalar_t* qp = q + offset4(p.sq, b, qc.y, qc.x, c0);
+#pragma unroll
+    for (int c = 0; c < DMAX; ++c) {
+      qr[c] = c < d ? static_cast<acc_t>(qp[c * p.sq[3]]) * scale : acc_t(0);
+      acc[c] = 0;
+    }
+    acc_t m = -INFINITY, l = 0;
+    for (int64_t j = 0; j < p.L; ++j) {
+      const Cell kc = cell_of(p, wi, wj, j);
+      if (!p.zeros_mode && !kc.inside) continue;
+      const acc_t* kr = ks + j * d;
+      acc_t s = 0;
+#pragma unroll
+      for (int c = 0; c < DMAX; ++c)
+        if (c < d) s += qr[c] * kr[c];
+      if (bias != nullptr)
+        s += static_cast<acc_t>(bias[(qc.rel - kc.rel + centre) * p.bias_s0 + h * p.bias_s1]);
+      if (s > m) {  // online softmax: rescale what was summed so far
+        const acc_t f = exp_acc(m - s);
+        l *= f;
+#pragma unroll
+        for (int c = 0; c < DMAX; ++c) acc[c] *= f;
+        m = s;
+      }
+      const acc_t e = exp_acc(s - m);
+      l += e;
+      const acc_t* vr = vs + j * d;
+#pragma unroll
+      for (int c = 0; c < DMAX; ++c)
+        if (c < d) acc[c] += e * vr[c];
+    }
+    const acc_t inv = acc_t(1) / l;
+    scalar_t* op = out + offset4(p.so, b, qc.y, qc.x, c0);
+#pragma unroll
+    for (int c = 0; c < DMAX; ++c)
+      if (c < d) op[c * p.so[3]] = static_cast<scalar_t>(acc[c] * inv);
+    lse[((b * p.heads + h) * p.H + qc.y) * p.W + qc.x] = m + log_acc(l);
+  }
+}
+
+template <typename scalar_t, typename acc_t, int DMAX>
+__global__ void window_attention_backward_kernel(
+    Params p, const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ q,
+    const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
+    const scalar_t* __restrict__ out, const acc_t* __restrict__ lse,
+    const scalar_t* __restrict__ k_pad, const scalar_t* __restrict__ v_pad,
+    const scalar_t* __restrict__ bias, scalar_t* __restrict__ grad_q,
+    scalar_t* __restrict__ grad_k, scalar_t* __restrict__ grad_v,
+    acc_t* __restrict__ grad_k_pad, acc_t* __restrict__ grad_v_pad, acc_t* __restrict__ grad_bias) {
+  extern __shared__ unsigned char smem_raw[];
+  const int64_t L = p.L, d = p.d;
+  acc_t* ks = reinterpret_cast<acc_t*>(smem_raw);  // [L, d] keys
+  acc_t* vs = ks + L * d;                          // [L, d] values
+  acc_t* qs = vs + L * d;                          // [L, d] queries times scale (0 for padding)
+  acc_t* gos = qs + L * d;                         // [L, d] output gradients (0 for padding)
+  acc_t* ps = gos + L * d;                         // [L, L] attention weights P
+  acc_t* dss = ps + L * L;                         // [L, L] logit gradients dS
+  acc_t* bias_acc = dss + L * L;                   // [table] bias-gradient partial sums
+  acc_t* pad_acc = bias_acc + p.table;             // [2, d] k_pad / v_pad gradient partial sums
+
+  const int64_t task = blockIdx.x;
+  const int64_t h = task % p.heads, window = task / p.heads;
+  const int64_t wj = window % p.nw, wi = (window / p.nw) % p.nh, b = window / (p.nw * p.nh);
+  const int64_t c0 = h * d;
+  const int centre = static_cast<int>((p.wh - 1) * (2 * p.ww - 1) + p.ww - 1);
+  const acc_t scale = static_cast<acc_t>(p.scale);
+
+  load_keys_values(p, k, v, k_pad, v_pad, b, wi, wj, h, ks, vs);
+  for (int64_t idx = threadIdx.x; idx < L * d; idx += blockDim.x) {
+    const int64_t i = idx / d, c = idx % d;
+    const Cell qc = cell_of(p, wi, wj, i);
+    qs[idx] = qc.inside ? static_cast<acc_t>(q[offset4(p.sq, b, qc.y, qc.x, c0 + c)]) * scale : acc_t(0);
+    gos[idx] = qc.inside ? static_cast<acc_t>(grad_out[offset4(p.sgo, b, qc.y, qc.x, c0 + c)]) : acc_t(0);
+  }
+  if (bias != nullptr)
+    for (int64_t idx = threadIdx.x; idx < p.table; idx += blockDim.x) bias_acc[idx] = 0;
+  for (int64_t idx = threadIdx.x; idx < 2 * d; idx += blockDim.x) pad_acc[idx] = 0;
+  __syncthreads();
+
+  // Query-owned part: P, dS and dQ for every query of the tile.
+  for (int64_t i = threadIdx.x; i < L; i += blockDim.x) {
+    const Cell qc = cell_of(p, wi, wj, i);
+    acc_t* prow = ps + i * L;
+    acc_t* dsrow = dss + i * L;
+    if (!qc.inside) {
+      for (int64_t j = 0; j < L; ++j) prow[j] = dsrow[j] = 0;
+      continue;
+    }
+    acc_t qr[DMAX], gor[DMAX], gq[DMAX];
+    const scalar_t* op = out + offset4(p.so, b, qc.y, qc.x, c0);
+    acc_t delta = 0;  // D_i = dO_i . O_i
+#pragma unroll
+    for (int c = 0; c < DMAX; ++c) {
+      qr[c] = c < d ? qs[i * d + c] : acc_t(0);
+      gor[c] = c < d ? gos[i * d + c] : acc_t(0);
+      if (c < d) delta += gor[c] * static_cast<acc_t>(op[c * p.so[3]]);
+      gq[c] = 0;
+    }
+    const acc_t l = lse[((b * p.heads + h) * p.H + qc.y) * p.W + qc.x];
+    for (int64_t j = 0; j < L; ++j) {
+      const Cell kc = cell_of(p, wi, wj, j);
+      if (!p.zeros_mode && !kc.inside) {
+        prow[j] = dsrow[j] = 0;
+        continue;
+      }
+      const acc_t* kr = ks + j * d;
+      const acc_t* vr = vs + j * d;
+      acc_t s = 0, dp = 0;
+#pragma unroll
+      for (int c = 0; c < DMAX; ++c)
+        if (c < d) {
+          s += qr[c] * kr[c];
+          dp += gor[c] * vr[c];
+        }
+      const int row = qc.rel - kc.rel + centre;
+      if (bias != nullptr) s += static_cast<acc_t>(bias[row * p.bias_s0 + h * p.bias_s1]);
+      const acc_t pr = exp_acc(s - l);
+      const acc_t ds = pr * (dp - delta);
+      prow[j] = pr;
+      dsrow[j] = ds;
+      if (bias != nullptr) atomicAdd(bias_acc + row, ds);
+#pragma unroll
+      for (int c = 0; c < DMAX; ++c)
+        if (c < d) gq[c] += ds * kr[c];
+    }
+    scalar_t* gqp = grad_q + ((b * p.H + qc.y) * p.W + qc.x) * p.C + c0;  // contiguous
+#pragma unroll
+    for (int c = 0; c < DMAX; ++c)
+      if (c < d) gqp[c] = static_cast<scalar_t>(gq[c] * scale);
+  }
+  __syncthreads();
+
+  // Key-owned part: dK_j = sum_i dS_ij (scale q_i), dV_j = sum_i P_ij dO_i.
+  for (int64_t j = threadIdx.x; j < L; j += blockDim.x) {
+    const Cell kc = cell_of(p, wi, wj, j);
+    if (!p.zeros_mode && !kc.inside) continue;
+    acc_t gk[DMAX], gv[DMAX];
+#pragma unroll
+    for (int c = 0; c < DMAX; ++c) gk[c] = gv[c] = 0;
+    for (int64_t i = 0; i < L; ++i) {
+      const acc_t ds = dss[i * L + j], pr = ps[i * L + j];
+      const acc_t* qr = qs + i * d;
+      const acc_t* gor = gos + i * d;
+#pragma unroll
+      for (int c = 0; c < DMAX; ++c)
+        if (c < d) {
+          gk[c] += ds * qr[c];
+          gv[c] += pr * gor[c];
+        }
+    }
+    if (kc.inside) {
+      const int64_t base = ((b * p.H + kc.y) * p.W + kc.x) * p.C + c0;
+#pragma unroll
+      for (int c = 0; c < DMAX; ++c)
+        if (c < d) {
+          grad_k[base + c] = static_cast<scalar_t>(gk[c]);
+          grad_v[base + c] = static_cast<scalar_t>(gv[c]);
+        }
+    } else {
+#pragma unroll
+      for (int c = 0; c < DMAX; ++c)
+        if (c < d) {
+          atomicAdd(pad_acc + c, gk[c]);
+          atomicAdd(pad_acc + d + c, gv[c]);
+        }
+    }
+  }
+  __syncthreads();
+
+  // One global atomic per reduction entry and block.
+  if (p.zeros_mode)
+    for (int64_t c = threadIdx.x; c < d; c += blockDim.x) {
+      atomicAdd(grad_k_pad + c0 + c, pad_acc[c]);
+      atomicAdd(grad_v_pad + c0 + c, pad_acc[d + c]);
+    }
+  if (bias != nullptr)
+    for (int64_t r = threadIdx.x; r < p.table; r += blockDim.x)
+      atomicAdd(grad_bias + r * p.heads + h, bias_acc[r]);
+}
+
+Params make_params(const WindowGeometry& g, double scale, const at::Tensor& q, const at::Tensor& k,
+                   const at::Tensor& v, const at::Tensor& out, const at::Tensor* grad_out,
+                   const c10::optional<at::Tensor>& k_pad, const c10::optional<at::Tensor>& v_pad,
+                   const c10::optional<at::Tensor>& rel_bias) {
+  Params p;
+  p.B = g.B;
+  p.H = g.H;
+  p.W = g.W;
+  p.C = g.C;
+  p.heads = g.heads;
+  p.d = g.d;
+  p.wh = g.wh;
+  p.ww = g.ww;
+  p.top = g.top;
+  p.left = g.left;
+  p.nh = g.nh;
+  p.nw = g.nw;
+  p.L = g.L;
+  p.table = g.table;
+  p.zeros_mode = g.zeros_mode;
+  for (int i = 0; i < 4; ++i) {
+    p.sq[i] = q.stride(i);
+    p.sk[i] = k.stride(i);
+    p.sv[i] = v.stride(i);
+    p.so[i] = out.stride(i);
+    p.sgo[i] = grad_out != nullptr ? grad_out->stride(i) : 0;
+  }
+  p.k_pad_stride = has(k_pad) ? k_pad->stride(0) : 0;
+  p.v_pad_stride = has(v_pad) ? v_pad->stride(0) : 0;
+  p.bias_s0 = has(rel_bias) ? rel_bias->stride(0) : 0;
+  p.bias_s1 = has(rel_bias) ? rel_bias->stride(1) : 0;
+  p.scale = scale;
+  return p;
+}
+
+template <typename T>
+const T* optional_ptr(const c10::optional<at::Tensor>& t) {
+  return has(t) ? t->const_data_ptr<T>() : nullptr;
+}
+
+int threads_for(int64_t L) {
+  const int64_t rounded = (L + 31) / 32 * 32;
+  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(rounded, 32), 256));
+}
+
+// Sets the dynamic shared memory of `kernel` to `bytes`, or fails with a clear message.
+template <typename Kernel>
+void set_shared_memory(Kernel kernel, size_t bytes, const char* what) {
+  int device = 0, optin = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  TORCH_CHECK(bytes <= static_cast<size_t>(optin), "window_attention: the CUDA ", what, " of this window size and head_dim needs ",
+              bytes, " bytes of shared memory per block, more than the device's ", optin,
+              "; use smaller windows or heads");
+  if (bytes > 48 * 1024)
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+// Calls f(std::integral_constant<int, DMAX>) for the smallest supported DMAX >= d.
+template <typename F>
+void dispatch_head_dim(int64_t d, F f) {
+  if (d <= 32) {
+    f(std::integral_constant<int, 32>());
+  } else if (d <= 48) {  // HRFormer-B: 39
+    f(std::integral_constant<int, 48>());
+  } else if (d <= 64) {
+    f(std::integral_constant<int, 64>());
+  } else if (d <= 128) {
+    f(std::integral_constant<int, 128>());
+  } else {
+    TORCH_CHECK(false, "window_attention: the CUDA kernels support head_dim up to 128, got ", d);
+  }
+}
+
+void check_cuda(const at::Tensor& q) {
+  TORCH_CHECK(q.is_cuda(), "window_attention: the CUDA kernel got q on ", q.device());
+  TORCH_CHECK(q.scalar_type() != at::kDouble,
+              "window_attention: float64 is supported on the CPU only (CUDA: float32, float16, bfloat16)");
+}
+
+// float32, float16 and bfloat16 (float64 is refused by check_cuda).
+#define HP_DISPATCH_CUDA_TYPES(TYPE, NAME, ...)                \
+  AT_DISPATCH_SWITCH(TYPE, NAME,                               \
+                     AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) \
+                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)  \
+                     AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
+
+std::tuple<at::Tensor, at::Tensor> window_attention_forward_cuda(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::IntArrayRef window,
+    int64_t num_heads, double scale, at::IntArrayRef offset, c10::string_view pad_mode,
+    const c10::optional<at::Tensor>& k_pad, const c10::optional<at::Tensor>& v_pad,
+    const c10::optional<at::Tensor>& rel_bias) {
+  const WindowGeometry g = check_window_attention_args(q, k, v, window, num_heads, scale, offset,
+                                                       pad_mode, k_pad, v_pad, rel_bias);
+  check_cuda(q);
+  c10::cuda::CUDAGuard guard(q.device());
+  auto out = at::empty(q.sizes(), q.options().memory_format(at::MemoryFormat::Contiguous));
+  auto lse = at::empty({g.B, g.heads, g.H, g.W}, q.options().dtype(lse_dtype(q.scalar_type())));
+  if (q.numel() == 0) return {out, lse};
+  const int64_t blocks = g.B * g.nh * g.nw * g.heads;
+  TORCH_CHECK(blocks < (int64_t(1) << 31), "window_attention: too many (image, window, head) tiles: ", blocks);
+  const Params p = make_params(g, scale, q, k, v, out, nullptr, k_pad, v_pad, rel_bias);
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  HP_DISPATCH_CUDA_TYPES(q.scalar_type(), "window_attention_forward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    dispatch_head_dim(g.d, [&](auto dmax) {
+      constexpr int DMAX = decltype(dmax)::value;
+      auto kernel = window_attention_forward_kernel<scalar_t, acc_t, DMAX>;
+      const size_t smem = sizeof(acc_t) * 2 * g.L * g.d;
+      set_shared_memory(kernel, smem, "forward");
+      kernel<<<static_cast<unsigned>(blocks), threads_for(g.L), smem, stream>>>(
+          p, q.const_data_ptr<scalar_t>(), k.const_data_ptr<scalar_t>(), v.const_data_ptr<scalar_t>(),
+          optional_ptr<scalar_t>(k_pad), optional_ptr<scalar_t>(v_pad), optional_ptr<scalar_t>(rel_bias),
+          out.mutable_data_ptr<scalar_t>(), lse.mutable_data_ptr<acc_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return {out, lse};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+window_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& q, const at::Tensor& k,
+                               const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse_in,
+                               at::IntArrayRef window, int64_t num_heads, double scale,
+                               at::IntArrayRef offset, c10::string_view pad_mode,
+                               const c10::optional<at::Tensor>& k_pad,
+                               const c10::optional<at::Tensor>& v_pad,
+                               const c10::optional<at::Tensor>& rel_bias) {
+  const WindowGeometry g = check_window_attention_args(q, k, v, window, num_heads, scale, offset,
+                                                       pad_mode, k_pad, v_pad, rel_bias);
+  check_cuda(q);
+  check_window_attention_backward_args(grad_out, q, out, lse_in, g);
+  TORCH_CHECK(lse_in.scalar_type() == lse_dtype(q.scalar_type()), "window_attention_backward: lse dtype ",
+              lse_in.scalar_type(), " does not match q dtype ", q.scalar_type());
+  c10::cuda::CUDAGuard guard(q.device());
+  const at::Tensor lse = lse_in.contiguous();
+  // grad_q / grad_k / grad_v are contiguous [B, H, W, C]; the kernel indexes them as such.
+  auto grad_q = at::empty(q.sizes(), q.options().memory_format(at::MemoryFormat::Contiguous));
+  auto grad_k = at::empty_like(grad_q);
+  auto grad_v = at::empty_like(grad_q);
+  const auto acc_type = lse_dtype(q.scalar_type());
+  auto gk_pad = at::zeros({g.C}, q.options().dtype(acc_type));
+  auto gv_pad = at::zeros({g.C}, q.options().dtype(acc_type));
+  auto g_bias = at::zeros({has(rel_bias) ? g.table : 0, g.heads}, q.options().dtype(acc_type));
+  if (q.numel() > 0) {
+    const int64_t blocks = g.B * g.nh * g.nw * g.heads;
+    TORCH_CHECK(blocks < (int64_t(1) << 31), "window_attention: too many (image, window, head) tiles: ", blocks);
+    const Params p = make_params(g, scale, q, k, v, out, &grad_out, k_pad, v_pad, rel_bias);
+    auto stream = c10::cuda::getCurrentCUDAStream();
+    HP_DISPATCH_CUDA_TYPES(q.scalar_type(), "window_attention_backward_cuda", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      dispatch_head_dim(g.d, [&](auto dmax) {
+        constexpr int DMAX = decltype(dmax)::value;
+        auto kernel = window_attention_backward_kernel<scalar_t, acc_t, DMAX>;
+        const size_t smem = sizeof(acc_t) * (4 * g.L * g.d + 2 * g.L * g.L + g.table + 2 * g.d);
+        set_shared_memory(kernel, smem, "backward");
+        kernel<<<static_cast<unsigned>(blocks), threads_for(g.L), smem, stream>>>(
+            p, grad_out.const_data_ptr<scalar_t>(), q.const_data_ptr<scalar_t>(), k.const_data_ptr<scalar_t>(),
+            v.const_data_ptr<scalar_t>(), out.const_data_ptr<scalar_t>(), lse.const_data_ptr<acc_t>(),
+            optional_ptr<scalar_t>(k_pad), optional_ptr<scalar_t>(v_pad), optional_ptr<scalar_t>(rel_bias),
+            grad_q.mutable_data_ptr<scalar_t>(), grad_k.mutable_data_ptr<scalar_t>(),
+            grad_v.mutable_data_ptr<scalar_t>(), gk_pad.mutable_data_ptr<acc_t>(),
+            gv_pad.mutable_data_ptr<acc_t>(), g_bias.mutable_data_ptr<acc_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    });
+  }
+  auto grad_bias = has(rel_bias) ? g_bias.to(q.scalar_type()) : at::zeros({0}, q.options());
+  return {grad_q, grad_k, grad_v, gk_pad.to(q.scalar_type()), gv_pad.to(q.scalar_type()), grad_bias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(higherpose, CUDA, m) {
+  m.impl("window_attention_forward", &window_attention_forward_cuda);
+  m.impl("window_attention_backward", &window_attention_backward_cuda);
+}
+
+}  // namespace higherpose
