@@ -1,6 +1,8 @@
 // Shared argument checks and output allocation of the heatmap-peaks op (CPU and CUDA).
 #pragma once
 #include <ATen/ATen.h>
+
+#include <limits>
 #include <tuple>
 
 namespace higherpose {

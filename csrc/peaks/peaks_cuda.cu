@@ -33,6 +33,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "peaks/peaks.h"
 
