@@ -29,10 +29,14 @@ class WindowMultiheadAttention(nn.Module):
 
     def __init__(self, embed_dim, num_heads, window_size=7, with_rpe=False, pad_mode="zeros"):
         super().__init__()
-        if embed_dim % num_heads:
+        if num_heads <= 0 or embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        if pad_mode not in ("zeros", "mask"):
+            raise ValueError(f'pad_mode must be "zeros" or "mask", got {pad_mode!r}')
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.window = (window_size, window_size) if isinstance(window_size, int) else tuple(window_size)
+        if len(self.window) != 2 or min(self.window) <= 0:
+            raise ValueError(f"window_size must be positive, got {window_size}")
         self.with_rpe, self.pad_mode = with_rpe, pad_mode
         self.scale = (embed_dim // num_heads) ** -0.5
         self.q_proj = nn.Linear(embed_dim, embed_dim)
