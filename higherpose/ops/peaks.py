@@ -27,7 +27,15 @@ def heatmap_peaks(heatmaps, tags, kernel=5, k=30):
     equality test; pixels outside the map never win). Peaks are ordered by value, ties by the
     lower flat index ``y * W + x``. When a map has fewer than k peaks the remaining slots are
     filled with value ``-inf``, ``x = y = -1`` and zero tags. NaN pixels are never peaks and never
-    suppress their neighbours. Values are compared in the input's own precision.
+    suppress their neighbours. Values are compared in the input's own precision (on CUDA, float16
+    and bfloat16 are widened to float32 for the comparisons, which is exact and order-preserving,
+    so CPU and CUDA give identical results).
+
+    Devices and dtypes: CPU takes float64/float32/float16/bfloat16; CUDA takes float32/float16/
+    bfloat16 (float64 raises). Inputs may have any strides. Errors (wrong rank, mismatched
+    shapes, even or non-positive ``kernel``, ``k < 1``, non-floating dtype, tensors on different
+    devices) raise ``RuntimeError`` naming the argument; a non-integer ``kernel``/``k`` raises
+    ``TypeError``.
     """
     return torch.ops.higherpose.heatmap_peaks(heatmaps, tags, _as_int(kernel, "kernel"), _as_int(k, "k"))
 
