@@ -93,4 +93,7 @@ def torchrun_env():
     if not (0 <= rank < world) or local < 0:
         raise ValueError(f"inconsistent torchrun environment: RANK={rank} WORLD_SIZE={world} "
                          f"LOCAL_RANK={local}")
+    if world > 1 and os.environ.get("MASTER_PORT") == "0":
+        raise ValueError("MASTER_PORT=0: the processes cannot find each other; give torchrun "
+                         "--standalone or --master-port N")
     return rank, world, local

@@ -6,6 +6,7 @@ LOG_DIR/<DATASET.DATASET>/<MODEL.NAME>/<stem>_<time>/.
 """
 import logging
 import os
+import sys
 import time
 
 
@@ -49,7 +50,7 @@ class _TqdmHandler(logging.StreamHandler):
     def emit(self, record):
         try:
             from tqdm import tqdm
-            tqdm.write(self.format(record))
+            tqdm.write(self.format(record), file=sys.stderr)
         except Exception:
             self.handleError(record)
 

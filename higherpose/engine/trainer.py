@@ -52,15 +52,8 @@ class Components:
         if build_dataset is None:
             from higherpose.data import build_dataset
         if build_loss is None:
-            build_loss = _default_loss
+            from higherpose.losses import build_loss  # JointsMSELoss for top-down models
         return Components(build_model, build_dataset, build_loss)
-
-
-def _default_loss(cfg):
-    from higherpose import losses
-    if is_top_down(cfg):
-        return losses.JointsMSELoss(use_target_weight=cfg.LOSS.USE_TARGET_WEIGHT)
-    return losses.build_loss(cfg)
 
 
 def is_top_down(cfg):
@@ -193,7 +186,12 @@ def train(cfg, ctx: DistContext, cfg_file, components: Optional[Components] = No
         criterion = comps.build_loss(cfg).to(device)
         compute_loss = LossComputer(criterion, top_down)
 
-        dataset = comps.build_dataset(cfg, True)
+        # Rank 0 first: building may render the synthetic set, which the others then read.
+        if ctx.is_main:
+            dataset = comps.build_dataset(cfg, True)
+        barrier()
+        if not ctx.is_main:
+            dataset = comps.build_dataset(cfg, True)
         batch_size = images_per_process(cfg)
         sampler = ResumableSampler(dataset, ctx.world_size, ctx.rank, bool(cfg.TRAIN.SHUFFLE), cfg.SEED)
         iters_per_epoch = sampler.num_samples // batch_size
