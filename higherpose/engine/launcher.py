@@ -2,7 +2,8 @@
 
 Ways to run (all reach `trainer.train` once per process):
 - one process: the CPU, one GPU (`--gpu ID`, or the only GPU), or a world of one — no spawn;
-- one process per GPU on this node, spawned (`dist_train.py` when several GPUs are visible);
+- one process per GPU on this node, spawned (`dist_train.py` when several GPUs are visible and
+  MULTIPROCESSING_DISTRIBUTED is true, as upstream);
 - N CPU processes with gloo, spawned (`--cpu-procs N`);
 - launched by torchrun (RANK / WORLD_SIZE / LOCAL_RANK in the environment, env://);
 - several nodes as upstream: `--world-size NODES --rank NODE --dist-url tcp://HOST:PORT`, each
@@ -100,7 +101,7 @@ def make_plan(args, cfg, spawn_per_gpu, components=None):
         raise SystemExit(f"--rank {node_rank} must lie in [0, {nodes}) for --world-size {nodes}")
     if args.cpu_procs:
         per_node, device_type = args.cpu_procs, "cpu"
-    elif cuda and args.gpu is None and spawn_per_gpu:
+    elif cuda and args.gpu is None and spawn_per_gpu and cfg.MULTIPROCESSING_DISTRIBUTED:
         per_node, device_type = torch.cuda.device_count(), "cuda"
     else:
         per_node, device_type = 1, "cuda" if cuda else "cpu"
@@ -146,7 +147,9 @@ def _worker_body(plan, ctx, init_method, stop_after_iters):
 
     if plan.threads:
         torch.set_num_threads(plan.threads)
-    init_process_group(ctx, init_method)
+    # DIST_BACKEND (upstream: nccl) applies to GPU processes; CPU processes always use gloo.
+    backend = str(plan.cfg.DIST_BACKEND) if ctx.device.type == "cuda" else "gloo"
+    init_process_group(ctx, init_method, backend)
     try:
         return train(plan.cfg, ctx, plan.cfg_file, plan.components, stop_after_iters)
     finally:
