@@ -21,9 +21,9 @@
 //     For k <= 32 (the usual max-people count) the last tile of each map to finish selects the
 //     map's top k right there (registers and warp shuffles), so the op is a single launch.
 //  2. select_top_k, otherwise: one block per map sorts its candidates by key (descending = value
-//     descending, then flat index ascending) and writes values, x, y, tags and the fill. Up to kSortCapacity
-//     candidates are sorted in shared memory at once; more are handled in chunks, each chunk's
-//     bound found by an exact radix select over the keys in global memory.
+//     descending, then flat index ascending) and writes values, x, y, tags and the fill. Up to
+//     kSortCapacity candidates are sorted in shared memory at once; more are handled in chunks,
+//     each chunk's bound found by an exact radix select over the keys in global memory.
 // Kernels larger than 9 use a plain one-thread-per-pixel scan instead of kernel 1.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
