@@ -1,4 +1,10 @@
-"""Local-window multi-head attention (HRFormer / Swin style) as one fused op with backward."""
+"""Local-window multi-head attention (HRFormer / Swin style) as one fused op with backward.
+
+`torch.ops.higherpose.window_attention` is the differentiable op (C++ autograd in
+csrc/window_attention/window_attention_autograd.cpp); `window_attention_forward` returns the output
+and the per-query log-sum-exp, `window_attention_backward` the six gradients. This module holds the
+documented wrapper and the fake kernels that let torch.compile trace all three.
+"""
 import torch
 
 from ._library import load_library
@@ -25,7 +31,14 @@ def window_attention(q, k, v, num_heads, window=(7, 7), scale=None, offset=(0, 0
         rel_bias: optional ``[(2wh - 1) * (2ww - 1), heads]`` relative-position-bias table.
 
     Returns:
-        ``[B, H, W, heads * d]``.
+        ``[B, H, W, heads * d]`` (contiguous, q's dtype), differentiable with respect to q, k, v,
+        k_pad, v_pad and rel_bias.
+
+    Kernels: CPU (float32/float64/float16/bfloat16, float32 accumulation; float64 in float64) and
+    CUDA (float32/float16/bfloat16 with float32 accumulation, head_dim <= 128). Inputs may have any
+    strides; no padded or window-partitioned copy is made. The backward recomputes the attention
+    weights from the per-query log-sum-exp saved by the forward. Under autocast, float32 inputs
+    (e.g. the k_pad / v_pad / rel_bias parameters) are cast to the autocast dtype.
     """
     if isinstance(window, int):
         window = (window, window)

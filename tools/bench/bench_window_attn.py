@@ -100,33 +100,39 @@ def run_once(fn, inputs, heads, backward, grad):
             fn(q, k, v, heads, window, scale, offset, "zeros", k_pad, v_pad, rel_bias)
 
 
-def measure(fn, inputs, heads, backward, repeats, warmup, device):
-    """Median seconds over `repeats` runs and peak memory (bytes above what was allocated before)."""
+def measure_all(inputs, heads, backward, repeats, warmup, device, clock):
+    """Median seconds of every implementation over `repeats` rounds (the implementations take turns
+    inside each round, so a load change on a shared machine hits them alike) and peak memory
+    (bytes above what was allocated before the call, CUDA only)."""
     if backward:
         inputs = tuple(t.detach().requires_grad_() if t is not None else None for t in inputs)
     grad = torch.randn_like(inputs[0]) if backward else None
+
+    def clear():
+        for t in inputs:
+            if t is not None:
+                t.grad = None
+
     for _ in range(warmup):
-        run_once(fn, inputs, heads, backward, grad)
-        for t in inputs:
-            if t is not None:
-                t.grad = None
+        for fn in IMPLEMENTATIONS.values():
+            run_once(fn, inputs, heads, backward, grad)
+            clear()
     sync(device)
-    times = []
-    peak = None
+    times = {name: [] for name in IMPLEMENTATIONS}
+    peaks = {name: None for name in IMPLEMENTATIONS}
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
-        start = time.perf_counter()
-        run_once(fn, inputs, heads, backward, grad)
-        sync(device)
-        times.append(time.perf_counter() - start)
-        if device.type == "cuda":
-            peak = max(peak or 0, torch.cuda.max_memory_allocated(device) - base)
-        for t in inputs:
-            if t is not None:
-                t.grad = None
-    return statistics.median(times), peak
+        for name, fn in IMPLEMENTATIONS.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+                base = torch.cuda.memory_allocated(device)
+            start = clock()
+            run_once(fn, inputs, heads, backward, grad)
+            sync(device)
+            times[name].append(clock() - start)
+            if device.type == "cuda":
+                peaks[name] = max(peaks[name] or 0, torch.cuda.max_memory_allocated(device) - base)
+            clear()
+    return {name: (statistics.median(t), peaks[name]) for name, t in times.items()}
 
 
 def main(argv=None):
@@ -139,6 +145,8 @@ def main(argv=None):
     parser.add_argument("--rpe", action="store_true", help="also add a relative-position-bias table")
     parser.add_argument("--shapes", default=None, help="comma list of shape names (default all)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: elapsed time; cpu: CPU time of this process (steadier on a shared CPU)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
 
@@ -153,8 +161,11 @@ def main(argv=None):
     shapes = [s for s in SHAPES if args.shapes is None or s[0] in args.shapes.split(",")]
 
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    if args.clock == "cpu" and device.type == "cuda":
+        parser.error("--clock cpu is for --device cpu")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"window attention benchmark: {machine}, torch {torch.__version__}, batch {batch}, "
-          f"median of {args.repeats}, rpe={args.rpe}")
+          f"median of {args.repeats}, {args.clock} clock, rpe={args.rpe}")
     header = (f"{'shape':<10} {'dtype':<9} {'pass':<7} {'op ms':>8} {'ref ms':>8} {'sdpa ms':>8} "
               f"{'ref/op':>7} {'sdpa/op':>7}")
     if device.type == "cuda":
@@ -167,8 +178,8 @@ def main(argv=None):
             for backward in (False, True):
                 row = {"shape": name, "channels": channels, "heads": heads, "H": h, "W": w, "batch": batch,
                        "dtype": str(dtype).replace("torch.", ""), "pass": "fwd+bwd" if backward else "fwd"}
-                for impl, fn in IMPLEMENTATIONS.items():
-                    seconds, peak = measure(fn, inputs, heads, backward, args.repeats, args.warmup, device)
+                measured = measure_all(inputs, heads, backward, args.repeats, args.warmup, device, clock)
+                for impl, (seconds, peak) in measured.items():
                     row[f"{impl}_ms"] = seconds * 1e3
                     row[f"{impl}_peak_mb"] = None if peak is None else peak / 2**20
                 row["ref_over_op"] = row["reference_ms"] / row["op_ms"]
@@ -185,7 +196,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "torch": torch.__version__, "batch": batch, "repeats": args.repeats,
-                       "rpe": args.rpe, "results": results}, f, indent=1)
+                       "clock": args.clock, "rpe": args.rpe, "results": results}, f, indent=1)
     return results
 
 
