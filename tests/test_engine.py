@@ -210,29 +210,62 @@ def test_resume_flag_with_missing_checkpoint_is_a_clear_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- command line
-def _cli(*args, tool="tools/train.py"):
-    return subprocess.run([sys.executable, os.path.join(ROOT, tool), *args], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+def _parse_error(capsys, *argv):
+    """Run the command-line checks in-process; returns (exit code, stderr)."""
+    from higherpose.engine.launcher import make_plan, parse
+    with pytest.raises(SystemExit) as exc:
+        args, cfg = parse(list(argv))
+        make_plan(args, cfg, spawn_per_gpu=True)
+    return exc.value.code, capsys.readouterr().err + str(exc.value.code)
 
 
-def test_cli_bad_arguments_give_clear_errors(tmp_path):
-    r = _cli("--cfg", str(tmp_path / "missing.yaml"))
-    assert r.returncode == 2 and "config file not found" in r.stderr and "missing.yaml" in r.stderr
+def test_cli_bad_arguments_give_clear_errors(tmp_path, capsys):
+    code, err = _parse_error(capsys, "--cfg", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "config file not found" in err and "missing.yaml" in err
     good = tmp_path / "c.yaml"
     good.write_text("TRAIN:\n  LR: 0.01\n")
-    r = _cli("--cfg", str(good), "TRAIN.LR")
-    assert r.returncode == 2 and "KEY VALUE pairs" in r.stderr
-    r = _cli("--cfg", str(good), "TRAIN.NO_SUCH_KEY", "1")
-    assert r.returncode == 2 and "NO_SUCH_KEY" in r.stderr
-    r = _cli("--cfg", str(good), "--gpu", "0,1", tool="tools/dist_train.py")
-    assert r.returncode == 2 and "--gpu takes one integer" in r.stderr
-    r = _cli("--cfg", str(good), "--cpu-procs", "-1")
-    assert r.returncode == 2 and "--cpu-procs" in r.stderr
-    r = _cli("--cfg", str(good), "--world-size", "2", "--rank", "2", "--cpu")
-    assert r.returncode != 0 and "--rank 2" in r.stderr
+    code, err = _parse_error(capsys, "--cfg", str(good), "TRAIN.LR")
+    assert code == 2 and "KEY VALUE pairs" in err
+    code, err = _parse_error(capsys, "--cfg", str(good), "TRAIN.NO_SUCH_KEY", "1")
+    assert code == 2 and "NO_SUCH_KEY" in err
+    code, err = _parse_error(capsys, "--cfg", str(good), "TRAIN.LR", "fast")
+    assert code == 2 and "TRAIN.LR" in err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("TRAIN: [unclosed\n")
+    code, err = _parse_error(capsys, "--cfg", str(broken))
+    assert code == 2 and "bad config" in err
+    code, err = _parse_error(capsys, "--cfg", str(good), "--gpu", "0,1")
+    assert code == 2 and "--gpu takes one integer" in err
+    code, err = _parse_error(capsys, "--cfg", str(good), "--cpu-procs", "-1")
+    assert code == 2 and "--cpu-procs" in err
+    _, err = _parse_error(capsys, "--cfg", str(good), "--world-size", "2", "--rank", "2", "--cpu")
+    assert "--rank 2" in err
     if not torch.cuda.is_available():
-        r = _cli("--cfg", str(good), "--gpu", "0")
-        assert r.returncode != 0 and "CUDA is not available" in r.stderr
+        _, err = _parse_error(capsys, "--cfg", str(good), "--gpu", "0")
+        assert "CUDA is not available" in err
+
+
+def test_cli_script_reports_errors_on_stderr(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "dist_train.py"), "--cfg",
+                        str(tmp_path / "missing.yaml")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 2 and "config file not found" in r.stderr
+
+
+def test_torchrun_env_checks(monkeypatch):
+    from higherpose.engine.distributed import torchrun_env
+    monkeypatch.delenv("RANK", raising=False)
+    assert torchrun_env() is None
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(ValueError, match="inconsistent torchrun environment"):
+        torchrun_env()
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("MASTER_PORT", "0")
+    with pytest.raises(ValueError, match="--standalone"):
+        torchrun_env()
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    assert torchrun_env() == (1, 2, 0)
 
 
 # ----------------------------------------------------------------------------- GPU (run by the lead)

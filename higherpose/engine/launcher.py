@@ -65,9 +65,10 @@ def parse(argv=None, description="Train a pose network"):
     parser = build_arg_parser(description)
     args = parser.parse_args(argv)
     opts = [o for o in args.opts if o != "--"]
+    import yaml
     try:
         cfg = load_config(args.cfg, opts)
-    except (FileNotFoundError, ValueError, KeyError, AssertionError) as err:
+    except (FileNotFoundError, ValueError, KeyError, AssertionError, yaml.YAMLError) as err:
         parser.error(f"bad config: {err}")
     if args.cpu_procs < 0:
         parser.error(f"--cpu-procs must be >= 0, got {args.cpu_procs}")
