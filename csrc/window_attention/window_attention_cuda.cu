@@ -1,7 +1,7 @@
 // Local-window multi-head attention on CUDA: one thread block per (image, window, head) tile.
 //
 // Forward: the block gathers its window's keys and values straight from the image layout into
-// shared memory (fp32 for fp32/fp16/bf16 inputs; padded positions read k_pad / v_pad in "zeros"
+// shared memory (fp32; padded positions read k_pad / v_pad in "zeros"
 // mode and are skipped in "mask" mode); each thread owns one query, keeps it and its output
 // accumulator in registers, runs an online softmax over the window's keys and writes the output
 // and the log-sum-exp of its query in image layout. Queries outside the image are skipped (their
@@ -14,7 +14,6 @@
 // overlap. All launches go to the current stream.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -59,184 +58,219 @@ __device__ __forceinline__ int64_t offset4(const int64_t* s, int64_t b, int64_t 
   return b * s[0] + y * s[1] + x * s[2] + c * s[3];
 }
 
-__device__ __forceinline__ float exp_acc(float x) { return expf(x); }
-__device__ __forceinline__ double exp_acc(double x) { return exp(x); }
-__device__ __forceinline__ float log_acc(float x) { return logf(x); }
-__device__ __forceinline__ double log_acc(double x) { return log(x); }
+// Shared-memory tiles hold float rows padded with zeros to `ds` = round_up(d, 4) columns, so the
+// inner loops read them four at a time (one 16-byte load feeds four FMAs). Register rows are
+// float[DMAX] (DMAX a multiple of 4, >= d; the columns >= d stay 0).
+__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
 
-// Loads keys and values of every window cell of head h into shared memory [L, d]; padded cells
-// read k_pad / v_pad (zeros when absent). In "mask" mode padded cells are never read later.
-template <typename scalar_t, typename acc_t>
+// Loads keys and values of every window cell of head h into shared memory [L, ds]; padded
+// cells read k_pad / v_pad (zeros when absent). In "mask" mode padded cells are never read later.
+template <typename scalar_t>
 __device__ void load_keys_values(const Params& p, const scalar_t* __restrict__ k,
                                  const scalar_t* __restrict__ v, const scalar_t* __restrict__ k_pad,
                                  const scalar_t* __restrict__ v_pad, int64_t b, int64_t wi,
-                                 int64_t wj, int64_t h, acc_t* ks, acc_t* vs) {
+                                 int64_t wj, int64_t h, int64_t ds, float* ks, float* vs) {
   const int64_t d = p.d, c0 = h * d;
-  for (int64_t idx = threadIdx.x; idx < p.L * d; idx += blockDim.x) {
-    const int64_t j = idx / d, c = idx % d;
-    const Cell cell = cell_of(p, wi, wj, j);
-    acc_t kv = 0, vv = 0;
-    if (cell.inside) {
-      kv = static_cast<acc_t>(k[offset4(p.sk, b, cell.y, cell.x, c0 + c)]);
-      vv = static_cast<acc_t>(v[offset4(p.sv, b, cell.y, cell.x, c0 + c)]);
-    } else {
-      if (k_pad != nullptr) kv = static_cast<acc_t>(k_pad[(c0 + c) * p.k_pad_stride]);
-      if (v_pad != nullptr) vv = static_cast<acc_t>(v_pad[(c0 + c) * p.v_pad_stride]);
+  for (int64_t idx = threadIdx.x; idx < p.L * ds; idx += blockDim.x) {
+    const int64_t j = idx / ds, c = idx % ds;
+    float kv = 0, vv = 0;
+    if (c < d) {
+      const Cell cell = cell_of(p, wi, wj, j);
+      if (cell.inside) {
+        kv = static_cast<float>(k[offset4(p.sk, b, cell.y, cell.x, c0 + c)]);
+        vv = static_cast<float>(v[offset4(p.sv, b, cell.y, cell.x, c0 + c)]);
+      } else {
+        if (k_pad != nullptr) kv = static_cast<float>(k_pad[(c0 + c) * p.k_pad_stride]);
+        if (v_pad != nullptr) vv = static_cast<float>(v_pad[(c0 + c) * p.v_pad_stride]);
+      }
     }
     ks[idx] = kv;
     vs[idx] = vv;
   }
 }
 
-template <typename scalar_t, typename acc_t, int DMAX>
+inline __host__ __device__ int64_t padded_dim(int64_t d) { return (d + 3) / 4 * 4; }
+
+// krel[j] = the bias-row term of key cell j, or -1 when the key is left out ("mask" mode
+// padding); filled once per block so the key loops do no index arithmetic.
+__device__ void fill_key_info(const Params& p, int64_t wi, int64_t wj, int* krel) {
+  for (int64_t j = threadIdx.x; j < p.L; j += blockDim.x) {
+    const Cell kc = cell_of(p, wi, wj, j);
+    krel[j] = (p.zeros_mode || kc.inside) ? kc.rel : -1;
+  }
+}
+
+template <typename scalar_t, int DMAX>
 __global__ void window_attention_forward_kernel(Params p, const scalar_t* __restrict__ q,
                                                 const scalar_t* __restrict__ k,
                                                 const scalar_t* __restrict__ v,
                                                 const scalar_t* __restrict__ k_pad,
                                                 const scalar_t* __restrict__ v_pad,
                                                 const scalar_t* __restrict__ bias,
-                                                scalar_t* __restrict__ out, acc_t* __restrict__ lse) {
-  extern __shared__ unsigned char smem_raw[];
-  acc_t* ks = reinterpret_cast<acc_t*>(smem_raw);
-  acc_t* vs = ks + p.L * p.d;
-
-  const int64_t task = blockIdx.x;
-  const int64_t h = task % p.heads, window = task / p.heads;
-  const int64_t wj = window % p.nw, wi = (window / p.nw) % p.nh, b = window / (p.nw * p.nh);
-  const int64_t d = p.d, c0 = h * d;
-  const int centre = static_cast<int>((p.wh - 1) * (2 * p.ww - 1) + p.ww - 1);
-  load_keys_values(p, k, v, k_pad, v_pad, b, wi, wj, h, ks, vs);
-  __syncthreads();
-
-  const acc_t scale = static_cast<acc_t>(p.scale);
-  for (int64_t i = threadIdx.x; i < p.L; i += blockDim.x) {
-    const Cell qc = cell_of(p, wi, wj, i);
-    if (!qc.inside) continue;  // a padded query's output is cropped away
-    acc_t qr[DMAX], acc[DMAX];
-    const scalar_t* qp = q + offset4(p.sq, b, qc.y, qc.x, c0);
-#pragma unroll
-    for (int c = 0; c < DMAX; ++c) {
-      qr[c] = c < d ? static_cast<acc_t>(qp[c * p.sq[3]]) * scale : acc_t(0);
-      acc[c] = 0;
-    }
-    acc_t m = -INFINITY, l = 0;
-    for (int64_t j = 0; j < p.L; ++j) {
-      const Cell kc = cell_of(p, wi, wj, j);
-      if (!p.zeros_mode && !kc.inside) continue;
-      const acc_t* kr = ks + j * d;
-      acc_t s = 0;
-#pragma unroll
-      for (int c = 0; c < DMAX; ++c)
-        if (c < d) s += qr[c] * kr[c];
-      if (bias != nullptr)
-        s += static_cast<acc_t>(bias[(qc.rel - kc.rel + centre) * p.bias_s0 + h * p.bias_s1]);
-      if (s > m) {  // online softmax: rescale what was summed so far
-        const acc_t f = exp_acc(m - s);
-        l *= f;
-#pragma unroll
-        for (int c = 0; c < DMAX; ++c) acc[c] *= f;
-        m = s;
-      }
-      const acc_t e = exp_acc(s - m);
-      l += e;
-      const acc_t* vr = vs + j * d;
-#pragma unroll
-      for (int c = 0; c < DMAX; ++c)
-        if (c < d) acc[c] += e * vr[c];
-    }
-    const acc_t inv = acc_t(1) / l;
-    scalar_t* op = out + offset4(p.so, b, qc.y, qc.x, c0);
-#pragma unroll
-    for (int c = 0; c < DMAX; ++c)
-      if (c < d) op[c * p.so[3]] = static_cast<scalar_t>(acc[c] * inv);
-    lse[((b * p.heads + h) * p.H + qc.y) * p.W + qc.x] = m + log_acc(l);
-  }
-}
-
-template <typename scalar_t, typename acc_t, int DMAX>
-__global__ void window_attention_backward_kernel(
-    Params p, const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ q,
-    const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
-    const scalar_t* __restrict__ out, const acc_t* __restrict__ lse,
-    const scalar_t* __restrict__ k_pad, const scalar_t* __restrict__ v_pad,
-    const scalar_t* __restrict__ bias, scalar_t* __restrict__ grad_q,
-    scalar_t* __restrict__ grad_k, scalar_t* __restrict__ grad_v,
-    acc_t* __restrict__ grad_k_pad, acc_t* __restrict__ grad_v_pad, acc_t* __restrict__ grad_bias) {
-  extern __shared__ unsigned char smem_raw[];
-  const int64_t L = p.L, d = p.d;
-  acc_t* ks = reinterpret_cast<acc_t*>(smem_raw);  // [L, d] keys
-  acc_t* vs = ks + L * d;                          // [L, d] values
-  acc_t* qs = vs + L * d;                          // [L, d] queries times scale (0 for padding)
-  acc_t* gos = qs + L * d;                         // [L, d] output gradients (0 for padding)
-  acc_t* ps = gos + L * d;                         // [L, L] attention weights P
-  acc_t* dss = ps + L * L;                         // [L, L] logit gradients dS
-  acc_t* bias_acc = dss + L * L;                   // [table] bias-gradient partial sums
-  acc_t* pad_acc = bias_acc + p.table;             // [2, d] k_pad / v_pad gradient partial sums
+                                                scalar_t* __restrict__ out, float* __restrict__ lse) {
+  extern __shared__ float4 smem4[];
+  const int64_t d = p.d, ds = padded_dim(d);
+  float* ks = reinterpret_cast<float*>(smem4);  // [L, ds]
+  float* vs = ks + p.L * ds;                    // [L, ds]
+  int* krel = reinterpret_cast<int*>(vs + p.L * ds);  // [L]
 
   const int64_t task = blockIdx.x;
   const int64_t h = task % p.heads, window = task / p.heads;
   const int64_t wj = window % p.nw, wi = (window / p.nw) % p.nh, b = window / (p.nw * p.nh);
   const int64_t c0 = h * d;
   const int centre = static_cast<int>((p.wh - 1) * (2 * p.ww - 1) + p.ww - 1);
-  const acc_t scale = static_cast<acc_t>(p.scale);
+  load_keys_values(p, k, v, k_pad, v_pad, b, wi, wj, h, ds, ks, vs);
+  fill_key_info(p, wi, wj, krel);
+  __syncthreads();
 
-  load_keys_values(p, k, v, k_pad, v_pad, b, wi, wj, h, ks, vs);
-  for (int64_t idx = threadIdx.x; idx < L * d; idx += blockDim.x) {
-    const int64_t i = idx / d, c = idx % d;
+  const float scale = static_cast<float>(p.scale);
+  for (int64_t i = threadIdx.x; i < p.L; i += blockDim.x) {
     const Cell qc = cell_of(p, wi, wj, i);
-    qs[idx] = qc.inside ? static_cast<acc_t>(q[offset4(p.sq, b, qc.y, qc.x, c0 + c)]) * scale : acc_t(0);
-    gos[idx] = qc.inside ? static_cast<acc_t>(grad_out[offset4(p.sgo, b, qc.y, qc.x, c0 + c)]) : acc_t(0);
+    if (!qc.inside) continue;  // a padded query's output is cropped away
+    float qr[DMAX], acc[DMAX];
+    const scalar_t* qp = q + offset4(p.sq, b, qc.y, qc.x, c0);
+#pragma unroll
+    for (int c = 0; c < DMAX; ++c) {
+      qr[c] = c < d ? static_cast<float>(qp[c * p.sq[3]]) * scale : 0.f;
+      acc[c] = 0;
+    }
+    float m = -INFINITY, l = 0;
+    for (int j = 0; j < static_cast<int>(p.L); ++j) {
+      const int kr_rel = krel[j];
+      if (kr_rel < 0) continue;
+      const float* kr = ks + j * ds;
+      float s = 0;
+#pragma unroll
+      for (int c = 0; c < DMAX; c += 4)
+        if (c < d) {
+          const float4 k4 = load4(kr + c);
+          s += qr[c] * k4.x + qr[c + 1] * k4.y + qr[c + 2] * k4.z + qr[c + 3] * k4.w;
+        }
+      if (bias != nullptr)
+        s += static_cast<float>(bias[(qc.rel - kr_rel + centre) * p.bias_s0 + h * p.bias_s1]);
+      if (s > m) {  // online softmax: rescale what was summed so far
+        const float f = expf(m - s);
+        l *= f;
+#pragma unroll
+        for (int c = 0; c < DMAX; ++c) acc[c] *= f;
+        m = s;
+      }
+      const float e = expf(s - m);
+      l += e;
+      const float* vr = vs + j * ds;
+#pragma unroll
+      for (int c = 0; c < DMAX; c += 4)
+        if (c < d) {
+          const float4 v4 = load4(vr + c);
+          acc[c] += e * v4.x;
+          acc[c + 1] += e * v4.y;
+          acc[c + 2] += e * v4.z;
+          acc[c + 3] += e * v4.w;
+        }
+    }
+    const float inv = 1.f / l;
+    scalar_t* op = out + offset4(p.so, b, qc.y, qc.x, c0);
+#pragma unroll
+    for (int c = 0; c < DMAX; ++c)
+      if (c < d) op[c * p.so[3]] = static_cast<scalar_t>(acc[c] * inv);
+    lse[((b * p.heads + h) * p.H + qc.y) * p.W + qc.x] = m + logf(l);
+  }
+}
+
+template <typename scalar_t, int DMAX>
+__global__ void window_attention_backward_kernel(
+    Params p, const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ q,
+    const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
+    const scalar_t* __restrict__ out, const float* __restrict__ lse,
+    const scalar_t* __restrict__ k_pad, const scalar_t* __restrict__ v_pad,
+    const scalar_t* __restrict__ bias, scalar_t* __restrict__ grad_q,
+    scalar_t* __restrict__ grad_k, scalar_t* __restrict__ grad_v,
+    float* __restrict__ grad_k_pad, float* __restrict__ grad_v_pad, float* __restrict__ grad_bias) {
+  extern __shared__ float4 smem4[];
+  const int64_t L = p.L, d = p.d, ds = padded_dim(d);
+  float* ks = reinterpret_cast<float*>(smem4);  // [L, ds] keys
+  float* vs = ks + L * ds;                      // [L, ds] values
+  float* qs = vs + L * ds;                      // [L, ds] queries times scale (0 for padding)
+  float* gos = qs + L * ds;                     // [L, ds] output gradients (0 for padding)
+  float* ps = gos + L * ds;                     // [L, L] attention weights P
+  float* dss = ps + L * L;                      // [L, L] logit gradients dS
+  float* bias_acc = dss + L * L;                // [table] bias-gradient partial sums
+  float* pad_acc = bias_acc + p.table;          // [2, d] k_pad / v_pad gradient partial sums
+  int* krel = reinterpret_cast<int*>(pad_acc + 2 * d);  // [L] see fill_key_info
+
+  const int64_t task = blockIdx.x;
+  const int64_t h = task % p.heads, window = task / p.heads;
+  const int64_t wj = window % p.nw, wi = (window / p.nw) % p.nh, b = window / (p.nw * p.nh);
+  const int64_t c0 = h * d;
+  const int centre = static_cast<int>((p.wh - 1) * (2 * p.ww - 1) + p.ww - 1);
+  const float scale = static_cast<float>(p.scale);
+
+  load_keys_values(p, k, v, k_pad, v_pad, b, wi, wj, h, ds, ks, vs);
+  for (int64_t idx = threadIdx.x; idx < L * ds; idx += blockDim.x) {
+    const int64_t i = idx / ds, c = idx % ds;
+    const Cell qc = cell_of(p, wi, wj, i);
+    const bool real = qc.inside && c < d;
+    qs[idx] = real ? static_cast<float>(q[offset4(p.sq, b, qc.y, qc.x, c0 + c)]) * scale : 0.f;
+    gos[idx] = real ? static_cast<float>(grad_out[offset4(p.sgo, b, qc.y, qc.x, c0 + c)]) : 0.f;
   }
   if (bias != nullptr)
     for (int64_t idx = threadIdx.x; idx < p.table; idx += blockDim.x) bias_acc[idx] = 0;
   for (int64_t idx = threadIdx.x; idx < 2 * d; idx += blockDim.x) pad_acc[idx] = 0;
+  fill_key_info(p, wi, wj, krel);
   __syncthreads();
 
   // Query-owned part: P, dS and dQ for every query of the tile.
   for (int64_t i = threadIdx.x; i < L; i += blockDim.x) {
     const Cell qc = cell_of(p, wi, wj, i);
-    acc_t* prow = ps + i * L;
-    acc_t* dsrow = dss + i * L;
+    float* prow = ps + i * L;
+    float* dsrow = dss + i * L;
     if (!qc.inside) {
       for (int64_t j = 0; j < L; ++j) prow[j] = dsrow[j] = 0;
       continue;
     }
-    acc_t qr[DMAX], gor[DMAX], gq[DMAX];
+    float qr[DMAX], gor[DMAX], gq[DMAX];
     const scalar_t* op = out + offset4(p.so, b, qc.y, qc.x, c0);
-    acc_t delta = 0;  // D_i = dO_i . O_i
+    float delta = 0;  // D_i = dO_i . O_i
 #pragma unroll
     for (int c = 0; c < DMAX; ++c) {
-      qr[c] = c < d ? qs[i * d + c] : acc_t(0);
-      gor[c] = c < d ? gos[i * d + c] : acc_t(0);
-      if (c < d) delta += gor[c] * static_cast<acc_t>(op[c * p.so[3]]);
+      qr[c] = c < ds ? qs[i * ds + c] : 0.f;
+      gor[c] = c < ds ? gos[i * ds + c] : 0.f;
+      if (c < d) delta += gor[c] * static_cast<float>(op[c * p.so[3]]);
       gq[c] = 0;
     }
-    const acc_t l = lse[((b * p.heads + h) * p.H + qc.y) * p.W + qc.x];
-    for (int64_t j = 0; j < L; ++j) {
-      const Cell kc = cell_of(p, wi, wj, j);
-      if (!p.zeros_mode && !kc.inside) {
+    const float l = lse[((b * p.heads + h) * p.H + qc.y) * p.W + qc.x];
+    for (int j = 0; j < static_cast<int>(L); ++j) {
+      const int kr_rel = krel[j];
+      if (kr_rel < 0) {
         prow[j] = dsrow[j] = 0;
         continue;
       }
-      const acc_t* kr = ks + j * d;
-      const acc_t* vr = vs + j * d;
-      acc_t s = 0, dp = 0;
+      const float* kr = ks + j * ds;
+      const float* vr = vs + j * ds;
+      float s = 0, dp = 0;
 #pragma unroll
-      for (int c = 0; c < DMAX; ++c)
+      for (int c = 0; c < DMAX; c += 4)
         if (c < d) {
-          s += qr[c] * kr[c];
-          dp += gor[c] * vr[c];
+          const float4 k4 = load4(kr + c), v4 = load4(vr + c);
+          s += qr[c] * k4.x + qr[c + 1] * k4.y + qr[c + 2] * k4.z + qr[c + 3] * k4.w;
+          dp += gor[c] * v4.x + gor[c + 1] * v4.y + gor[c + 2] * v4.z + gor[c + 3] * v4.w;
         }
-      const int row = qc.rel - kc.rel + centre;
-      if (bias != nullptr) s += static_cast<acc_t>(bias[row * p.bias_s0 + h * p.bias_s1]);
-      const acc_t pr = exp_acc(s - l);
-      const acc_t ds = pr * (dp - delta);
+      const int row = qc.rel - kr_rel + centre;
+      if (bias != nullptr) s += static_cast<float>(bias[row * p.bias_s0 + h * p.bias_s1]);
+      const float pr = expf(s - l);
+      const float dsv = pr * (dp - delta);
       prow[j] = pr;
-      dsrow[j] = ds;
-      if (bias != nullptr) atomicAdd(bias_acc + row, ds);
+      dsrow[j] = dsv;
+      if (bias != nullptr) atomicAdd(bias_acc + row, dsv);
 #pragma unroll
-      for (int c = 0; c < DMAX; ++c)
-        if (c < d) gq[c] += ds * kr[c];
+      for (int c = 0; c < DMAX; c += 4)
+        if (c < d) {
+          const float4 k4 = load4(kr + c);
+          gq[c] += dsv * k4.x;
+          gq[c + 1] += dsv * k4.y;
+          gq[c + 2] += dsv * k4.z;
+          gq[c + 3] += dsv * k4.w;
+        }
     }
     scalar_t* gqp = grad_q + ((b * p.H + qc.y) * p.W + qc.x) * p.C + c0;  // contiguous
 #pragma unroll
@@ -249,22 +283,29 @@ __global__ void window_attention_backward_kernel(
   for (int64_t j = threadIdx.x; j < L; j += blockDim.x) {
     const Cell kc = cell_of(p, wi, wj, j);
     if (!p.zeros_mode && !kc.inside) continue;
-    acc_t gk[DMAX], gv[DMAX];
+    float gk[DMAX], gv[DMAX];
 #pragma unroll
     for (int c = 0; c < DMAX; ++c) gk[c] = gv[c] = 0;
     for (int64_t i = 0; i < L; ++i) {
-      const acc_t ds = dss[i * L + j], pr = ps[i * L + j];
-      const acc_t* qr = qs + i * d;
-      const acc_t* gor = gos + i * d;
+      const float dsv = dss[i * L + j], pr = ps[i * L + j];
+      const float* qr = qs + i * ds;
+      const float* gor = gos + i * ds;
 #pragma unroll
-      for (int c = 0; c < DMAX; ++c)
+      for (int c = 0; c < DMAX; c += 4)
         if (c < d) {
-          gk[c] += ds * qr[c];
-          gv[c] += pr * gor[c];
+          const float4 q4 = load4(qr + c), g4 = load4(gor + c);
+          gk[c] += dsv * q4.x;
+          gk[c + 1] += dsv * q4.y;
+          gk[c + 2] += dsv * q4.z;
+          gk[c + 3] += dsv * q4.w;
+          gv[c] += pr * g4.x;
+          gv[c + 1] += pr * g4.y;
+          gv[c + 2] += pr * g4.z;
+          gv[c + 3] += pr * g4.w;
         }
     }
     if (kc.inside) {
-      const int64_t base = ((b * p.H + kc.y) * p.W + kc.x) * p.C + c0;
+      const int64_t base = ((b * p.H + kc.y) * p.W + kc.x) * p.C + c0;  // contiguous
 #pragma unroll
       for (int c = 0; c < DMAX; ++c)
         if (c < d) {
@@ -397,16 +438,15 @@ std::tuple<at::Tensor, at::Tensor> window_attention_forward_cuda(
   const Params p = make_params(g, scale, q, k, v, out, nullptr, k_pad, v_pad, rel_bias);
   auto stream = c10::cuda::getCurrentCUDAStream();
   HP_DISPATCH_CUDA_TYPES(q.scalar_type(), "window_attention_forward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
     dispatch_head_dim(g.d, [&](auto dmax) {
       constexpr int DMAX = decltype(dmax)::value;
-      auto kernel = window_attention_forward_kernel<scalar_t, acc_t, DMAX>;
-      const size_t smem = sizeof(acc_t) * 2 * g.L * g.d;
+      auto kernel = window_attention_forward_kernel<scalar_t, DMAX>;
+      const size_t smem = sizeof(float) * 2 * g.L * padded_dim(g.d) + sizeof(int) * g.L;
       set_shared_memory(kernel, smem, "forward");
       kernel<<<static_cast<unsigned>(blocks), threads_for(g.L), smem, stream>>>(
           p, q.const_data_ptr<scalar_t>(), k.const_data_ptr<scalar_t>(), v.const_data_ptr<scalar_t>(),
           optional_ptr<scalar_t>(k_pad), optional_ptr<scalar_t>(v_pad), optional_ptr<scalar_t>(rel_bias),
-          out.mutable_data_ptr<scalar_t>(), lse.mutable_data_ptr<acc_t>());
+          out.mutable_data_ptr<scalar_t>(), lse.mutable_data_ptr<float>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
@@ -433,7 +473,7 @@ window_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& q, 
   auto grad_q = at::empty(q.sizes(), q.options().memory_format(at::MemoryFormat::Contiguous));
   auto grad_k = at::empty_like(grad_q);
   auto grad_v = at::empty_like(grad_q);
-  const auto acc_type = lse_dtype(q.scalar_type());
+  const auto acc_type = at::kFloat;
   auto gk_pad = at::zeros({g.C}, q.options().dtype(acc_type));
   auto gv_pad = at::zeros({g.C}, q.options().dtype(acc_type));
   auto g_bias = at::zeros({has(rel_bias) ? g.table : 0, g.heads}, q.options().dtype(acc_type));
@@ -443,19 +483,20 @@ window_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& q, 
     const Params p = make_params(g, scale, q, k, v, out, &grad_out, k_pad, v_pad, rel_bias);
     auto stream = c10::cuda::getCurrentCUDAStream();
     HP_DISPATCH_CUDA_TYPES(q.scalar_type(), "window_attention_backward_cuda", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
       dispatch_head_dim(g.d, [&](auto dmax) {
         constexpr int DMAX = decltype(dmax)::value;
-        auto kernel = window_attention_backward_kernel<scalar_t, acc_t, DMAX>;
-        const size_t smem = sizeof(acc_t) * (4 * g.L * g.d + 2 * g.L * g.L + g.table + 2 * g.d);
+        auto kernel = window_attention_backward_kernel<scalar_t, DMAX>;
+        const size_t smem =
+            sizeof(float) * (4 * g.L * padded_dim(g.d) + 2 * g.L * g.L + g.table + 2 * g.d) +
+            sizeof(int) * g.L;
         set_shared_memory(kernel, smem, "backward");
         kernel<<<static_cast<unsigned>(blocks), threads_for(g.L), smem, stream>>>(
             p, grad_out.const_data_ptr<scalar_t>(), q.const_data_ptr<scalar_t>(), k.const_data_ptr<scalar_t>(),
-            v.const_data_ptr<scalar_t>(), out.const_data_ptr<scalar_t>(), lse.const_data_ptr<acc_t>(),
+            v.const_data_ptr<scalar_t>(), out.const_data_ptr<scalar_t>(), lse.const_data_ptr<float>(),
             optional_ptr<scalar_t>(k_pad), optional_ptr<scalar_t>(v_pad), optional_ptr<scalar_t>(rel_bias),
             grad_q.mutable_data_ptr<scalar_t>(), grad_k.mutable_data_ptr<scalar_t>(),
-            grad_v.mutable_data_ptr<scalar_t>(), gk_pad.mutable_data_ptr<acc_t>(),
-            gv_pad.mutable_data_ptr<acc_t>(), g_bias.mutable_data_ptr<acc_t>());
+            grad_v.mutable_data_ptr<scalar_t>(), gk_pad.mutable_data_ptr<float>(),
+            gv_pad.mutable_data_ptr<float>(), g_bias.mutable_data_ptr<float>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     });
