@@ -139,13 +139,17 @@ __global__ void window_attention_forward_kernel(Params p, const scalar_t* __rest
       const int kr_rel = krel[j];
       if (kr_rel < 0) continue;
       const float* kr = ks + j * ds;
-      float s = 0;
+      float s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // four independent chains for ILP
 #pragma unroll
       for (int c = 0; c < DMAX; c += 4)
         if (c < d) {
           const float4 k4 = load4(kr + c);
-          s += qr[c] * k4.x + qr[c + 1] * k4.y + qr[c + 2] * k4.z + qr[c + 3] * k4.w;
+          s0 += qr[c] * k4.x;
+          s1 += qr[c + 1] * k4.y;
+          s2 += qr[c + 2] * k4.z;
+          s3 += qr[c + 3] * k4.w;
         }
+      float s = (s0 + s1) + (s2 + s3);
       if (bias != nullptr)
         s += static_cast<float>(bias[(qc.rel - kr_rel + centre) * p.bias_s0 + h * p.bias_s1]);
       if (s > m) {  // online softmax: rescale what was summed so far
@@ -247,14 +251,18 @@ __global__ void window_attention_backward_kernel(
       }
       const float* kr = ks + j * ds;
       const float* vr = vs + j * ds;
-      float s = 0, dp = 0;
+      float s0 = 0, s1 = 0, dp0 = 0, dp1 = 0;  // independent chains for ILP
 #pragma unroll
       for (int c = 0; c < DMAX; c += 4)
         if (c < d) {
           const float4 k4 = load4(kr + c), v4 = load4(vr + c);
-          s += qr[c] * k4.x + qr[c + 1] * k4.y + qr[c + 2] * k4.z + qr[c + 3] * k4.w;
-          dp += gor[c] * v4.x + gor[c + 1] * v4.y + gor[c + 2] * v4.z + gor[c + 3] * v4.w;
+          s0 += qr[c] * k4.x + qr[c + 1] * k4.y;
+          s1 += qr[c + 2] * k4.z + qr[c + 3] * k4.w;
+          dp0 += gor[c] * v4.x + gor[c + 1] * v4.y;
+          dp1 += gor[c + 2] * v4.z + gor[c + 3] * v4.w;
         }
+      float s = s0 + s1;
+      const float dp = dp0 + dp1;
       const int row = qc.rel - kr_rel + centre;
       if (bias != nullptr) s += static_cast<float>(bias[row * p.bias_s0 + h * p.bias_s1]);
       const float pr = expf(s - l);
