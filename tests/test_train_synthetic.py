@@ -25,7 +25,11 @@ def tiny_opts(tmp_path, data_root):
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("synthetic_data") / "synthetic_crowd"
+    """A tiny rendered set, the same as the one the config renders with tiny_opts."""
+    from higherpose.data.synthetic import generate
+    root = tmp_path_factory.mktemp("synthetic_data") / "synthetic_crowd"
+    generate(str(root), num_train=8, num_test=2, image_size=64, seed=0, max_people=3)
+    return root
 
 
 def test_config_loads_and_describes_the_synthetic_job():
@@ -35,7 +39,8 @@ def test_config_loads_and_describes_the_synthetic_job():
     assert len(cfg.DATASET.OUTPUT_SIZE) == cfg.LOSS.NUM_STAGES == 2
 
 
-def test_cli_trains_on_rendered_synthetic_set(tmp_path, data_root):
+def test_cli_trains_on_rendered_synthetic_set(tmp_path):
+    data_root = tmp_path / "fresh_data"
     opts = tiny_opts(tmp_path, data_root) + ["TRAIN.MAX_ITERS_PER_EPOCH", "2"]
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train.py"), "--cfg", CFG, *opts],
                        capture_output=True, text=True, timeout=300, cwd=ROOT,
@@ -87,3 +92,30 @@ def test_torchrun_two_cpu_processes(tmp_path, data_root):
     state = ckpt.load_file(os.path.join(final_dir, "checkpoint.pth.tar"))
     assert len(state["rng"]) == 2 and state["global_iteration"] == 2
     assert os.path.isfile(os.path.join(final_dir, "final_state.pth.tar"))
+
+
+def test_top_down_training_runs(tmp_path, data_root):
+    """Top-down batches (image, target, target_weight, meta) with JointsMSELoss, HRNet trunk
+    shrunk, on the synthetic set's person boxes."""
+    cfg_file = os.path.join(ROOT, "configs", "coco", "hrnet", "w32_256x192_adam_lr1e-3.yaml")
+    small = {"NUM_MODULES": 1, "NUM_BLOCKS": None, "NUM_CHANNELS": None}
+    opts = ["OUTPUT_DIR", str(tmp_path / "output"), "LOG_DIR", str(tmp_path / "log"),
+            "DATASET.ROOT", str(data_root), "DATASET.DATASET", "synthetic_crowd", "DATASET.TRAIN_SET", "train",
+            "DATASET.TEST_SET", "test", "DATASET.NUM_JOINTS", "14", "MODEL.NUM_JOINTS", "14",
+            "MODEL.PRETRAINED", "", "MODEL.IMAGE_SIZE", "[32, 64]", "MODEL.HEATMAP_SIZE", "[8, 16]",
+            "TRAIN.BATCH_SIZE_PER_GPU", "4", "TRAIN.END_EPOCH", "1", "TRAIN.MAX_ITERS_PER_EPOCH", "2",
+            "WORKERS", "0", "PRINT_FREQ", "1"]
+    for n, width in ((2, [8, 16]), (3, [8, 16, 32]), (4, [8, 16, 32, 64])):
+        small["NUM_BLOCKS"], small["NUM_CHANNELS"] = [1] * len(width), width
+        for key, value in small.items():
+            opts += [f"MODEL.EXTRA.STAGE{n}.{key}", str(value)]
+    cfg = load_config(cfg_file, opts, freeze=False)
+    cfg.MODEL.EXTRA.LAYER1_PLANES = 8  # new keys: not settable from the command line
+    cfg.MODEL.EXTRA.LAYER1_NUM_BLOCKS = 1
+    cfg.freeze()
+    final_dir = train(cfg, DistContext(), cfg_file)
+    state = ckpt.load_file(os.path.join(final_dir, "checkpoint.pth.tar"))
+    assert [sorted(h) for h in state["history"]][0] == sorted(["iteration", "epoch", "loss", "heatmaps", "lr",
+                                                                 "images_per_s"])
+    assert all(h["loss"] > 0 for h in state["history"]) and state["global_iteration"] == 2
+    assert final_dir.endswith(os.path.join("synthetic_crowd", "pose_hrnet", "w32_256x192_adam_lr1e-3"))
