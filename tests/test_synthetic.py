@@ -169,3 +169,22 @@ def test_build_dataset_renders_missing_synthetic_set(tmp_path):
     test = build_dataset(cfg, is_train=False)
     assert len(train) <= 3 and len(test) == 2 and test.name == "crowdpose"
     assert train[0][0].shape == (3, 64, 64)
+
+
+def test_difficulty_knobs(tmp_path):
+    generate(str(tmp_path / "easy"), 3, 0, 96, seed=6, num_val=0, image_format="png", marker_scale=2.0, clutter=0.0)
+    generate(str(tmp_path / "base"), 3, 0, 96, seed=6, num_val=0, image_format="png")
+    easy = KeypointDataset("crowdpose", str(tmp_path / "easy"), "train")
+    base = KeypointDataset("crowdpose", str(tmp_path / "base"), "train")
+    image_id = easy.image_ids[0]
+    assert not np.array_equal(easy.read_image(image_id), base.read_image(image_id))
+    # same poses (the knobs change drawing, not the scene), marker colours where visible
+    for a, b in zip(easy.annotations(image_id), base.annotations(image_id)):
+        ka, kb = np.asarray(a["keypoints"]).reshape(14, 3), np.asarray(b["keypoints"]).reshape(14, 3)
+        on = (ka[:, 2] > 0) & (kb[:, 2] > 0)
+        np.testing.assert_allclose(ka[on, :2], kb[on, :2])
+    rgb = easy.read_image(image_id)[..., ::-1].astype(int)
+    for a in easy.annotations(image_id):
+        for j, (x, y, v) in enumerate(np.asarray(a["keypoints"], float).reshape(14, 3)):
+            if v == 2:
+                assert (rgb[int(y), int(x)] == MARKER_RGB[j]).all()

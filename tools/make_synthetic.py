@@ -26,11 +26,13 @@ def main(argv=None):
     p.add_argument("--min-people", type=int, default=1)
     p.add_argument("--max-people", type=int, default=6)
     p.add_argument("--format", choices=("jpg", "png"), default="jpg")
+    p.add_argument("--marker-scale", type=float, default=1.0, help="joint marker radius factor")
+    p.add_argument("--clutter", type=float, default=1.0, help="distractor amount factor (0 = none)")
     args = p.parse_args(argv)
     start = time.time()
     paths = generate(args.out, args.num_train, args.num_test, args.image_size, args.seed, layouts=args.layouts,
                      min_people=args.min_people, max_people=args.max_people, num_val=args.num_val,
-                     image_format=args.format)
+                     image_format=args.format, marker_scale=args.marker_scale, clutter=args.clutter)
     print(f"wrote {', '.join(sorted(paths))} under {os.path.join(args.out, 'json')} "
           f"in {time.time() - start:.1f} s")
 

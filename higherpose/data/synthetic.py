@@ -273,7 +273,7 @@ SKIN = np.array([(255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 6
                  (141, 85, 36), (92, 58, 34)], np.float32)
 
 
-def _background(rng, size):
+def _background(rng, size, clutter=1.0):
     c1, c2 = _random_colour(rng, 20, 235), _random_colour(rng, 20, 235)
     a = rng.uniform(0, 2 * math.pi)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
@@ -283,7 +283,7 @@ def _background(rng, size):
     low = cv2.resize(rng.normal(0, 18, (6, 6, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
     img = img + low + rng.normal(0, 4, (size, size, 3)).astype(np.float32)
     img = np.clip(img, 0, 255).astype(np.uint8)
-    for _ in range(int(rng.integers(3, 9))):
+    for _ in range(int(round(rng.integers(3, 9) * clutter))):
         _distractor(rng, img, None, size, 0)
     return cv2.GaussianBlur(img, (3, 3), 0)
 
@@ -345,14 +345,14 @@ def _person_masks(kp, height, rng):
     return draw
 
 
-def render_scene(rng, size, people, heights, marker_scale=1.0):
+def render_scene(rng, size, people, heights, marker_scale=1.0, clutter=1.0):
     """Draw one image. Returns (RGB image, label map, full silhouettes).
 
     label[y, x] says what is on top at each pixel: 32·(p + 1) + (j + 1) for the marker of joint j
     of figure p, 32·(p + 1) for the rest of figure p, −1 for a foreground distractor, 0 for the
     background. people must be sorted far to near.
     """
-    img = _background(rng, size)
+    img = _background(rng, size, clutter)
     owner = np.zeros((size, size), np.int32)
     silhouettes = []
     for p, (kp, height) in enumerate(zip(people, heights)):
@@ -383,7 +383,7 @@ def render_scene(rng, size, people, heights, marker_scale=1.0):
         silhouette |= (owner >= 32 * (p + 1)) & (owner < 32 * (p + 2))
         silhouettes.append(silhouette)
     # occasional foreground clutter that may hide joints
-    if rng.random() < 0.3:
+    if rng.random() < 0.3 * clutter:
         _distractor(rng, img, owner, size, -1)
     return img, owner, silhouettes
 
@@ -435,7 +435,8 @@ def annotate(people, label, silhouettes, size):
     return records
 
 
-def make_image(size, seed, split, index, layouts=None, min_people=1, max_people=6):
+def make_image(size, seed, split, index, layouts=None, min_people=1, max_people=6, marker_scale=1.0,
+               clutter=1.0):
     """Render image `index` of `split`. Returns (RGB image, person records, label map)."""
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLIT_CODE[split], int(index)])
     people, heights = sample_people(rng, size, min_people, max_people, layouts)
@@ -443,7 +444,7 @@ def make_image(size, seed, split, index, layouts=None, min_people=1, max_people=
     feet = np.maximum(people[:, LA, 1], people[:, RA, 1]) + rng.normal(0, 0.01 * size, len(people))
     order = np.argsort(feet, kind="stable")
     people, heights = people[order], heights[order]
-    img, label, silhouettes = render_scene(rng, size, people, heights)
+    img, label, silhouettes = render_scene(rng, size, people, heights, marker_scale, clutter)
     return img, annotate(people, label, silhouettes, size), label
 
 
@@ -460,12 +461,15 @@ def category():
 
 
 def generate(out_dir, num_train, num_test, image_size, seed, layouts=None, min_people=1, max_people=6,
-             num_val=None, image_format="jpg", jpeg_quality=95):
+             num_val=None, image_format="jpg", jpeg_quality=95, marker_scale=1.0, clutter=1.0):
     """Render a synthetic CrowdPose-format data set into out_dir (see the module docstring).
 
     Splits: train (num_train images), val (num_val, default num_test), test (num_test), and
     trainval = train + val. Image ids: 100000 + i (train), 200000 + i (val), 300000 + i (test).
     Every image depends only on (seed, split, index): same arguments, identical files.
+    Difficulty knobs: marker_scale scales the joint markers' radius (default max(2, 0.022·height)
+    px); clutter scales the number of background distractors and the chance (0.3) of a
+    foreground distractor (0 = none).
     Returns a dict split -> annotation file path.
     """
     if image_format not in ("jpg", "png"):
@@ -487,7 +491,8 @@ def generate(out_dir, num_train, num_test, image_size, seed, layouts=None, min_p
         images, anns = [], []
         for i in range(int(count)):
             image_id = SPLIT_BASE[split] + i
-            img, records, _ = make_image(size, seed, split, i, layout_list, min_people, max_people)
+            img, records, _ = make_image(size, seed, split, i, layout_list, min_people, max_people,
+                                         marker_scale, clutter)
             file_name = f"{image_id}.{image_format}"
             params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if image_format == "jpg" else []
             ok, buf = cv2.imencode("." + image_format, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), params)
