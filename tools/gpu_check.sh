@@ -4,7 +4,7 @@
 # runs `pytest -m cuda`, then the op benchmarks, and writes a log and the figures to $OUT (or
 # ./gpu_check_out). Packages missing there (yacs, json_tricks, pycocotools, faster-coco-eval)
 # travel as py3.12 wheels in the ignored folder .whl/ (see README, "GPU check").
-# Usage: bash tools/gpu_check.sh [quick]
+# Usage: bash tools/gpu_check.sh [all|quick|bench]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu_check_out}"
@@ -29,9 +29,10 @@ FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX
 echo "build: $(( $(date +%s) - start )) s"
 "$PY" -c "import higherpose.ops as o; print('cuda kernels compiled:', o.cuda_compiled())"
 
-timeout 240 "$PY" -m pytest -m cuda -q --no-header -p no:cacheprovider --continue-on-collection-errors \
+mode="${1:-all}"  # all | quick (build + tests) | bench (build + benchmarks)
+[ "$mode" = "bench" ] || timeout 240 "$PY" -m pytest -m cuda -q --no-header -p no:cacheprovider --continue-on-collection-errors \
   tests 2>&1 | tail -60 | tee "$OUT/pytest_cuda.txt"
-[ "${1:-}" = "quick" ] && exit 0
+[ "$mode" = "quick" ] && exit 0
 
 bench() {  # name, timeout, args...
   local name=$1 limit=$2; shift 2
