@@ -416,8 +416,10 @@ void dispatch_head_dim(int64_t d, F f) {
   }
 }
 
-void check_cuda(const at::Tensor& q) {
+void check_cuda(const at::Tensor& q, int64_t head_dim) {
   TORCH_CHECK(q.is_cuda(), "window_attention: the CUDA kernel got q on ", q.device());
+  // Checked before any dispatch so the error is raised from plain host code.
+  TORCH_CHECK(head_dim <= 128, "window_attention: the CUDA kernels support head_dim up to 128, got ", head_dim);
   TORCH_CHECK(q.scalar_type() != at::kDouble,
               "window_attention: float64 is supported on the CPU only (CUDA: float32, float16, bfloat16)");
 }
@@ -436,7 +438,7 @@ std::tuple<at::Tensor, at::Tensor> window_attention_forward_cuda(
     const c10::optional<at::Tensor>& rel_bias) {
   const WindowGeometry g = check_window_attention_args(q, k, v, window, num_heads, scale, offset,
                                                        pad_mode, k_pad, v_pad, rel_bias);
-  check_cuda(q);
+  check_cuda(q, g.d);
   c10::cuda::CUDAGuard guard(q.device());
   auto out = at::empty(q.sizes(), q.options().memory_format(at::MemoryFormat::Contiguous));
   auto lse = at::empty({g.B, g.heads, g.H, g.W}, q.options().dtype(lse_dtype(q.scalar_type())));
@@ -471,7 +473,7 @@ window_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& q, 
                                const c10::optional<at::Tensor>& rel_bias) {
   const WindowGeometry g = check_window_attention_args(q, k, v, window, num_heads, scale, offset,
                                                        pad_mode, k_pad, v_pad, rel_bias);
-  check_cuda(q);
+  check_cuda(q, g.d);
   check_window_attention_backward_args(grad_out, q, out, lse_in, g);
   TORCH_CHECK(lse_in.scalar_type() == lse_dtype(q.scalar_type()), "window_attention_backward: lse dtype ",
               lse_in.scalar_type(), " does not match q dtype ", q.scalar_type());
