@@ -45,6 +45,10 @@ def window_attention(q, k, v, num_heads, window=(7, 7), scale=None, offset=(0, 0
     if num_heads <= 0 or q.shape[-1] % num_heads:
         raise ValueError(f"window_attention: num_heads {num_heads} does not divide the channels {q.shape[-1]}")
     d = q.shape[-1] // num_heads
+    if q.is_cuda and d > 128:
+        # Refused here as well as in the kernel: on an H100 the kernel's own check for this case
+        # crashed the process instead of raising (not yet understood; see BENCHMARKS.md).
+        raise RuntimeError(f"window_attention: the CUDA kernels support head_dim up to 128, got {d}")
     scale = float(d ** -0.5 if scale is None else scale)
     return torch.ops.higherpose.window_attention(q, k, v, [int(w) for w in window], int(num_heads), scale,
                                                  [int(o) for o in offset], str(pad_mode), k_pad, v_pad,
