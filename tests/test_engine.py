@@ -17,6 +17,15 @@ from test_engine_helpers import TinyBottomUp, final_weights, standin_components,
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and a shared CPU is not oversubscribed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 # ----------------------------------------------------------------------------- LR schedule
 def test_schedule_multistep_and_warmup_hand_worked():
     p = torch.nn.Parameter(torch.zeros(1))

@@ -22,6 +22,15 @@ SETTINGS = {"TRAIN.END_EPOCH": 3, "TRAIN.CHECKPOINT_EVERY_ITERS": 2, "MODEL.EXTR
             "TRAIN.LR_STEP": [1, 2], "TRAIN.WARMUP_ITERS": 3, "TRAIN.OPTIMIZER": "adamw"}
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and a shared CPU is not oversubscribed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 def _scramble_rngs():
     torch.manual_seed(12345)
     np.random.seed(12345)
