@@ -36,6 +36,8 @@ CASES = [  # b, h, w, heads, d, window, offset
     (2, 9, 13, 2, 39, (7, 7), (6, 6)),
     (2, 7, 14, 1, 64, (7, 7), (0, 0)),
     (1, 12, 10, 2, 100, (4, 3), (1, 2)),
+    (1, 13, 11, 2, 8, (9, 9), (4, 4)),  # 81 rows x 4 lanes > 256 threads: a second pass of row groups
+    (1, 10, 9, 1, 72, (7, 7), (2, 3)),  # head_dim > 64: 8 lanes per row, two passes, > 48 KB shared memory
 ]
 
 
