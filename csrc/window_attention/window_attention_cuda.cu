@@ -321,11 +321,14 @@ __global__ void __launch_bounds__(kMaxThreads) window_attention_backward_kernel(
       const float* kr = ks + j * ds;
       const float* vr = vs + j * ds;
       float s_part = 0.f, dp_part = 0.f;
+      float4 kq[QUADS];  // this lane's key quads, reused for dQ below
 #pragma unroll
       for (int u = 0; u < QUADS; ++u) {
         const int c = 4 * (lane + G * u);
+        kq[u] = make_float4(0.f, 0.f, 0.f, 0.f);
         if (c < d) {
           const float4 k4 = load4(kr + c), v4 = load4(vr + c);
+          kq[u] = k4;
           s_part += (qr[4 * u] * k4.x + qr[4 * u + 1] * k4.y) + (qr[4 * u + 2] * k4.z + qr[4 * u + 3] * k4.w);
           dp_part += (gor[4 * u] * v4.x + gor[4 * u + 1] * v4.y) + (gor[4 * u + 2] * v4.z + gor[4 * u + 3] * v4.w);
         }
@@ -345,7 +348,7 @@ __global__ void __launch_bounds__(kMaxThreads) window_attention_backward_kernel(
       for (int u = 0; u < QUADS; ++u) {
         const int c = 4 * (lane + G * u);
         if (c < d) {
-          const float4 k4 = load4(kr + c);
+          const float4 k4 = kq[u];
           gq[4 * u] += dsv * k4.x;
           gq[4 * u + 1] += dsv * k4.y;
           gq[4 * u + 2] += dsv * k4.z;
