@@ -9,7 +9,8 @@
 //
 // Forward: all threads of the block first record where each window cell lies in the image
 // (shared memory), then copy the tile's Q (times scale), K and V into shared memory with
-// consecutive threads on consecutive channels (coalesced; padded cells read k_pad / v_pad in
+// consecutive threads on consecutive channels (coalesced; the head's bias column is staged there
+// too; padded cells read k_pad / v_pad in
 // "zeros" mode and are skipped in "mask" mode). Each query group runs an online softmax over the
 // window's keys and writes the output and the log-sum-exp of its query in image layout. Queries
 // outside the image are skipped (their outputs would be cropped away).
@@ -113,6 +114,13 @@ __device__ void load_tile(const Params& p, const scalar_t* __restrict__ src, con
   }
 }
 
+// Copies column h of the bias table [table, heads] into shared memory (fp32).
+template <typename scalar_t>
+__device__ void load_bias_column(const Params& p, const scalar_t* __restrict__ bias, int h, float* dst) {
+  for (int r = threadIdx.x; r < p.table; r += blockDim.x)
+    dst[r] = static_cast<float>(bias[r * p.bias_s0 + h * p.bias_s1]);
+}
+
 // The tile (image b, window (wi, wj), head h) of this block.
 struct Tile {
   int64_t b;
@@ -147,12 +155,14 @@ __global__ void __launch_bounds__(kMaxThreads)
   int* cy = reinterpret_cast<int*>(vs + L * ds);  // [L] see fill_cells
   int* cx = cy + L;                               // [L]
   int* krel = cx + L;                             // [L]
+  float* bias_s = reinterpret_cast<float*>(krel + L);  // [table] this head's bias column
 
   const Tile t = tile_of(p);
   const int64_t c0 = static_cast<int64_t>(t.h) * d;
   const int centre = (p.wh - 1) * (2 * p.ww - 1) + p.ww - 1;
   const float scale = static_cast<float>(p.scale);
   fill_cells(p, t.wi, t.wj, cy, cx, krel);
+  if (bias != nullptr) load_bias_column(p, bias, t.h, bias_s);
   __syncthreads();
   load_tile(p, q, p.sq, static_cast<const scalar_t*>(nullptr), 0, t.b, c0, scale, cy, cx, qs);
   load_tile(p, k, p.sk, k_pad, p.k_pad_stride, t.b, c0, 1.f, cy, cx, ks);
@@ -194,8 +204,7 @@ __global__ void __launch_bounds__(kMaxThreads)
         }
       }
       float s = group_sum<G>(s0 + s1, gmask);
-      if (bias != nullptr)
-        s += static_cast<float>(bias[(qrel - kr_rel + centre) * p.bias_s0 + t.h * p.bias_s1]);
+      if (bias != nullptr) s += bias_s[qrel - kr_rel + centre];
       if (s > m) {  // online softmax: rescale what was summed so far
         const float f = expf(m - s);
         l *= f;
@@ -255,6 +264,7 @@ __global__ void __launch_bounds__(kMaxThreads) window_attention_backward_kernel(
   int* cy = reinterpret_cast<int*>(pad_acc + 2 * d);  // [L] see fill_cells
   int* cx = cy + L;                                   // [L]
   int* krel = cx + L;                                 // [L]
+  float* bias_s = reinterpret_cast<float*>(krel + L);  // [table] this head's bias column
 
   const Tile t = tile_of(p);
   const int64_t c0 = static_cast<int64_t>(t.h) * d;
@@ -262,8 +272,10 @@ __global__ void __launch_bounds__(kMaxThreads) window_attention_backward_kernel(
   const float scale = static_cast<float>(p.scale);
 
   fill_cells(p, t.wi, t.wj, cy, cx, krel);
-  if (bias != nullptr)
+  if (bias != nullptr) {
     for (int idx = threadIdx.x; idx < p.table; idx += blockDim.x) bias_acc[idx] = 0.f;
+    load_bias_column(p, bias, t.h, bias_s);
+  }
   for (int idx = threadIdx.x; idx < 2 * d; idx += blockDim.x) pad_acc[idx] = 0.f;
   __syncthreads();
   const scalar_t* no_pad = nullptr;
@@ -336,7 +348,7 @@ __global__ void __launch_bounds__(kMaxThreads) window_attention_backward_kernel(
       float s = group_sum<G>(s_part, gmask);
       const float dp = group_sum<G>(dp_part, gmask);
       const int row = qrel - kr_rel + centre;
-      if (bias != nullptr) s += static_cast<float>(bias[row * p.bias_s0 + t.h * p.bias_s1]);
+      if (bias != nullptr) s += bias_s[row];
       const float pr = expf(s - l);
       const float dsv = pr * (dp - delta);
       if (lane == 0) {
@@ -552,8 +564,8 @@ std::tuple<at::Tensor, at::Tensor> window_attention_forward_cuda(
     dispatch_head_dim(g.d, [&](auto dmax) {
       constexpr int DMAX = decltype(dmax)::value;
       auto kernel = window_attention_forward_kernel<scalar_t, DMAX>;
-      // q, k, v tiles [L, ds] fp32 + cy, cx, krel [L] ints (see the kernel).
-      const size_t smem = sizeof(float) * 3 * g.L * padded_dim(static_cast<int>(g.d)) + sizeof(int) * 3 * g.L;
+      // q, k, v tiles [L, ds] fp32 + cy, cx, krel [L] ints + the bias column [table] (see the kernel).
+      const size_t smem = sizeof(float) * (3 * g.L * padded_dim(static_cast<int>(g.d)) + g.table) + sizeof(int) * 3 * g.L;
       set_shared_memory(kernel, smem, "forward");
       const int threads = threads_for(g.L, RowSplit<DMAX>::G);
       kernel<<<static_cast<unsigned>(blocks), threads, smem, stream>>>(
@@ -600,9 +612,9 @@ window_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& q, 
         constexpr int DMAX = decltype(dmax)::value;
         auto kernel = window_attention_backward_kernel<scalar_t, DMAX>;
         // k, v, q, dO tiles [L, ds], P and dS [L, L], bias and pad partial sums (fp32) + cy,
-        // cx, krel [L] ints (see the kernel).
+        // cx, krel [L] ints + the bias column [table] (see the kernel).
         const size_t smem =
-            sizeof(float) * (4 * g.L * padded_dim(static_cast<int>(g.d)) + 2 * g.L * g.L + g.table + 2 * g.d) +
+            sizeof(float) * (4 * g.L * padded_dim(static_cast<int>(g.d)) + 2 * g.L * g.L + 2 * g.table + 2 * g.d) +
             sizeof(int) * 3 * g.L;
         set_shared_memory(kernel, smem, "backward");
         const int threads = threads_for(g.L, RowSplit<DMAX>::G);
