@@ -40,15 +40,6 @@ namespace higherpose {
 namespace {
 
 constexpr int kMaxThreads = 256;  // threads per block (a multiple of 32, hence of G)
-// The backward kernel is capped at 224 threads (7 warps: one pass over a 7x7 window with G = 4)
-// so that __launch_bounds__ can ask for 4 resident blocks per SM at head_dim <= 48 (HRFormer):
-// that bounds it to 72 registers, and its ~53 KB of shared memory per block fits 4 times in an
-// H100's 228 KB. Larger windows simply take more passes of the row loops.
-constexpr int kBackwardMaxThreads = 224;
-template <int DMAX>
-struct BackwardMinBlocks {
-  static constexpr int value = DMAX <= 48 ? 4 : 1;
-};
 
 struct Params {
   int64_t B, C;
@@ -251,7 +242,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 }
 
 template <typename scalar_t, int DMAX>
-__global__ void __launch_bounds__(kBackwardMaxThreads, BackwardMinBlocks<DMAX>::value) window_attention_backward_kernel(
+__global__ void __launch_bounds__(kMaxThreads) window_attention_backward_kernel(
     Params p, const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ q,
     const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
     const scalar_t* __restrict__ out, const float* __restrict__ lse,
@@ -342,11 +333,14 @@ __global__ void __launch_bounds__(kBackwardMaxThreads, BackwardMinBlocks<DMAX>::
       const float* kr = ks + j * ds;
       const float* vr = vs + j * ds;
       float s_part = 0.f, dp_part = 0.f;
+      float4 kq[QUADS];  // this lane's key quads, reused for dQ below
 #pragma unroll
       for (int u = 0; u < QUADS; ++u) {
         const int c = 4 * (lane + G * u);
+        kq[u] = make_float4(0.f, 0.f, 0.f, 0.f);
         if (c < d) {
           const float4 k4 = load4(kr + c), v4 = load4(vr + c);
+          kq[u] = k4;
           s_part += (qr[4 * u] * k4.x + qr[4 * u + 1] * k4.y) + (qr[4 * u + 2] * k4.z + qr[4 * u + 3] * k4.w);
           dp_part += (gor[4 * u] * v4.x + gor[4 * u + 1] * v4.y) + (gor[4 * u + 2] * v4.z + gor[4 * u + 3] * v4.w);
         }
@@ -366,9 +360,7 @@ __global__ void __launch_bounds__(kBackwardMaxThreads, BackwardMinBlocks<DMAX>::
       for (int u = 0; u < QUADS; ++u) {
         const int c = 4 * (lane + G * u);
         if (c < d) {
-          // Re-read the key quad from shared memory rather than keeping it live across the
-          // shuffles above: that saves 4 * QUADS registers (4 blocks per SM at head_dim <= 48).
-          const float4 k4 = load4(kr + c);
+          const float4 k4 = kq[u];
           gq[4 * u] += dsv * k4.x;
           gq[4 * u + 1] += dsv * k4.y;
           gq[4 * u + 2] += dsv * k4.z;
@@ -502,10 +494,10 @@ const T* optional_ptr(const c10::optional<at::Tensor>& t) {
   return has(t) ? t->const_data_ptr<T>() : nullptr;
 }
 
-// G lanes per window row, rounded up to whole warps, at most max_threads (a multiple of 32).
-int threads_for(int64_t L, int G, int max_threads = kMaxThreads) {
+// G lanes per window row, rounded up to whole warps, at most kMaxThreads.
+int threads_for(int64_t L, int G) {
   const int64_t rounded = (L * G + 31) / 32 * 32;
-  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(rounded, 32), max_threads));
+  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(rounded, 32), kMaxThreads));
 }
 
 // Sets the dynamic shared memory of `kernel` to `bytes`, or fails with a clear message.
@@ -625,10 +617,7 @@ window_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& q, 
             sizeof(float) * (4 * g.L * padded_dim(static_cast<int>(g.d)) + 2 * g.L * g.L + 2 * g.table + 2 * g.d) +
             sizeof(int) * 3 * g.L;
         set_shared_memory(kernel, smem, "backward");
-        // A hint: the largest shared-memory carve-out lets 4 blocks of ~53 KB share an SM.
-        C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                            static_cast<int>(cudaSharedmemCarveoutMaxShared)));
-        const int threads = threads_for(g.L, RowSplit<DMAX>::G, kBackwardMaxThreads);
+        const int threads = threads_for(g.L, RowSplit<DMAX>::G);
         kernel<<<static_cast<unsigned>(blocks), threads, smem, stream>>>(
             p, grad_out.const_data_ptr<scalar_t>(), q.const_data_ptr<scalar_t>(), k.const_data_ptr<scalar_t>(),
             v.const_data_ptr<scalar_t>(), out.const_data_ptr<scalar_t>(), lse.const_data_ptr<float>(),
