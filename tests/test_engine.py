@@ -12,19 +12,10 @@ import torch
 
 from higherpose.engine import DistContext, WarmupMultiStepLR, build_optimizer, train
 from higherpose.engine import checkpoint as ckpt
-from test_engine_helpers import TinyBottomUp, final_weights, standin_components, tiny_cfg
+from test_engine_helpers import TinyBottomUp, final_weights, standin_components, tiny_cfg, one_thread  # noqa: F401 (autouse)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a shared CPU is not oversubscribed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 # ----------------------------------------------------------------------------- LR schedule
 def test_schedule_multistep_and_warmup_hand_worked():

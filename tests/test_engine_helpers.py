@@ -3,6 +3,7 @@
 The stand-ins are module-level so spawned processes can unpickle them.
 """
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -147,3 +148,12 @@ def standin_components():
 def final_weights(final_dir):
     import os
     return torch.load(os.path.join(final_dir, "final_state.pth.tar"), weights_only=True)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and a shared CPU is not oversubscribed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

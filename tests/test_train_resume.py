@@ -15,21 +15,12 @@ import torch
 
 from higherpose.engine import DistContext, train
 from higherpose.engine import checkpoint as ckpt
-from test_engine_helpers import final_weights, standin_components, tiny_cfg
+from test_engine_helpers import final_weights, standin_components, tiny_cfg, one_thread  # noqa: F401 (autouse)
 
 # 16 samples, batch 4 -> 4 iterations per epoch, 3 epochs; a checkpoint every 2 iterations.
 SETTINGS = {"TRAIN.END_EPOCH": 3, "TRAIN.CHECKPOINT_EVERY_ITERS": 2, "MODEL.EXTRA.DROPOUT": 0.3,
             "TRAIN.LR_STEP": [1, 2], "TRAIN.WARMUP_ITERS": 3, "TRAIN.OPTIMIZER": "adamw"}
 
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a shared CPU is not oversubscribed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 def _scramble_rngs():
     torch.manual_seed(12345)

@@ -7,6 +7,8 @@ import sys
 import pytest
 import torch
 
+from test_engine_helpers import one_thread  # noqa: F401 (autouse)
+
 from higherpose.config import load_config
 from higherpose.engine import DistContext, train
 from higherpose.engine import checkpoint as ckpt
@@ -14,15 +16,6 @@ from higherpose.engine import checkpoint as ckpt
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(ROOT, "configs", "synthetic", "higher_hrnet_tiny.yaml")
 
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a shared CPU is not oversubscribed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 def tiny_opts(tmp_path, data_root):
     return ["OUTPUT_DIR", str(tmp_path / "output"), "LOG_DIR", str(tmp_path / "log"),
@@ -72,8 +65,8 @@ def test_real_model_mid_epoch_resume_matches(tmp_path, data_root):
     survive a kill after iteration 3 (checkpoint at 2) and give the uninterrupted weights."""
     extra = ["TRAIN.END_EPOCH", "1", "TRAIN.CHECKPOINT_EVERY_ITERS", "2"]
     full_cfg = load_config(CFG, tiny_opts(tmp_path / "full", data_root) + extra)
-    reference = torch.load(os.path.join(train(full_cfg, DistContext(), CFG), "final_state.pth.tar"),
-                           weights_only=True)
+    reference_file = os.path.join(train(full_cfg, DistContext(), CFG), "final_state.pth.tar")
+    reference = torch.load(reference_file, weights_only=True)
 
     cfg = load_config(CFG, tiny_opts(tmp_path / "killed", data_root) + extra)
     final_dir = train(cfg, DistContext(), CFG, stop_after_iters=3)
