@@ -85,13 +85,8 @@ def _softmax(logits):
     return torch.softmax(logits, dim=-1)
 
 
-class TokensReadPixels(nn.Module):
-    """Multi-head attention of J query tokens over the N pixels of their own image.
-
-    Exact attention with q = Wq t, k = Wk x, v = Wv x, computed folded: per head the query is
-    mapped into pixel space (Wk_h^T q_h), and the attention-weighted mean of the raw pixels is
-    projected by Wv_h afterwards. The key bias adds a constant per query, which softmax ignores.
-    """
+class _AttentionProjections(nn.Module):
+    """The q/k/v/out projections shared by the two folded cross-attentions below."""
 
     def __init__(self, dim, num_heads):
         super().__init__()
@@ -101,6 +96,15 @@ class TokensReadPixels(nn.Module):
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
+
+
+class TokensReadPixels(_AttentionProjections):
+    """Multi-head attention of J query tokens over the N pixels of their own image.
+
+    Exact attention with q = Wq t, k = Wk x, v = Wv x, computed folded: per head the query is
+    mapped into pixel space (Wk_h^T q_h), and the attention-weighted mean of the raw pixels is
+    projected by Wv_h afterwards. The key bias adds a constant per query, which softmax ignores.
+    """
 
     def forward(self, tokens, pixels):  # [B, J, D], [B, N, D] -> [B, J, D]
         b, j, d = tokens.shape
@@ -114,22 +118,13 @@ class TokensReadPixels(nn.Module):
         return self.out_proj(v.reshape(b, j, d))
 
 
-class PixelsReadTokens(nn.Module):
+class PixelsReadTokens(_AttentionProjections):
     """Multi-head attention of every pixel over the J tokens of its image.
 
     Exact attention with q = Wq x, k = Wk t, v = Wv t and output projection Wo, computed folded: the
     keys are mapped into pixel space (Wq_h^T k_h) and the values through Wo_h, so the per-pixel work
     is O(heads x J x D).
     """
-
-    def __init__(self, dim, num_heads):
-        super().__init__()
-        self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.scale = self.head_dim ** -0.5
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
 
     def forward(self, pixels, tokens):  # [B, N, D], [B, J, D] -> [B, N, D]
         b, j, d = tokens.shape
