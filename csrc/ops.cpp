@@ -39,6 +39,18 @@ TORCH_LIBRARY(higherpose, m) {
       "Tensor? k_pad, Tensor? v_pad, Tensor? rel_bias) "
       "-> (Tensor grad_q, Tensor grad_k, Tensor grad_v, Tensor grad_k_pad, Tensor grad_v_pad, "
       "Tensor grad_rel_bias)");
+  //    The CUDA kernels run on the CPU by the block emulator (csrc/emulation), for tests without
+  //    a GPU: same arguments plus the kernel family ("rows" or "tiles") and a scheduling seed.
+  m.def(
+      "_window_attention_forward_emulated(Tensor q, Tensor k, Tensor v, int[] window, "
+      "int num_heads, float scale, int[] offset, str pad_mode, Tensor? k_pad, Tensor? v_pad, "
+      "Tensor? rel_bias, str kernel, int seed) -> (Tensor out, Tensor lse)");
+  m.def(
+      "_window_attention_backward_emulated(Tensor grad_out, Tensor q, Tensor k, Tensor v, "
+      "Tensor out, Tensor lse, int[] window, int num_heads, float scale, int[] offset, "
+      "str pad_mode, Tensor? k_pad, Tensor? v_pad, Tensor? rel_bias, str kernel, int seed) "
+      "-> (Tensor grad_q, Tensor grad_k, Tensor grad_v, Tensor grad_k_pad, Tensor grad_v_pad, "
+      "Tensor grad_rel_bias)");
   // The differentiable entry point (Autograd kernel in csrc/window_attention/).
   m.def(
       "window_attention(Tensor q, Tensor k, Tensor v, int[] window, int num_heads, float scale, "

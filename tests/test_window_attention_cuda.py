@@ -1,6 +1,7 @@
 """CUDA window attention against the CPU kernel (itself held to the pure-PyTorch reference in
 test_window_attention.py): forward and backward in float32 / float16 / bfloat16, the module under
-autocast and torch.compile, streams and bad inputs. Needs a GPU (`pytest -m cuda`)."""
+autocast and torch.compile, streams and bad inputs, for both CUDA kernel families (chosen by
+HIGHERPOSE_WINDOW_ATTENTION_KERNEL). Needs a GPU (`pytest -m cuda`)."""
 import pytest
 import torch
 
@@ -11,6 +12,13 @@ from higherpose.ops.reference.window_attention import window_attention as refere
 pytestmark = pytest.mark.cuda
 
 TOL = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 6e-2}
+
+
+@pytest.fixture(params=["rows", "tiles"])
+def kernel_family(request, monkeypatch):
+    """Runs the test once per CUDA kernel family (the C++ side reads the variable at every call)."""
+    monkeypatch.setenv("HIGHERPOSE_WINDOW_ATTENTION_KERNEL", request.param)
+    return request.param
 
 
 def make(b, h, w, heads, d, window, with_bias, seed=0):
@@ -45,7 +53,7 @@ CASES = [  # b, h, w, heads, d, window, offset
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("pad_mode", ["zeros", "mask"])
 @pytest.mark.parametrize("case", CASES)
-def test_cuda_matches_cpu(case, pad_mode, with_bias, dtype):
+def test_cuda_matches_cpu(case, pad_mode, with_bias, dtype, kernel_family):
     b, h, w, heads, d, window, offset = case
     inputs = make(b, h, w, heads, d, window, with_bias)
     # The CPU side computes in float32 on the same (rounded) values the GPU sees.
@@ -67,7 +75,7 @@ def test_cuda_matches_cpu(case, pad_mode, with_bias, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_hrformer_b_branch0_against_reference(dtype):
+def test_hrformer_b_branch0_against_reference(dtype, kernel_family):
     """Batch 4 of HRFormer-B's first branch (C 78, 2 heads, 64x48) against the pure-PyTorch reference."""
     q, k, v, k_pad, v_pad, _ = (t.cuda() if t is not None else None for t in make(4, 64, 48, 2, 39, (7, 7), False))
     offset = centre_offset(64, 48, (7, 7))
@@ -78,7 +86,7 @@ def test_hrformer_b_branch0_against_reference(dtype):
     torch.testing.assert_close(out.float(), expected, atol=tol, rtol=tol)
 
 
-def test_strided_inputs_on_cuda():
+def test_strided_inputs_on_cuda(kernel_family):
     b, h, w, heads, d = 2, 9, 8, 2, 6
     c = heads * d
     qkv = torch.randn(b, h, w, 3 * c, device="cuda")
@@ -90,7 +98,7 @@ def test_strided_inputs_on_cuda():
     torch.testing.assert_close(out.cpu(), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_runs_on_the_current_stream():
+def test_runs_on_the_current_stream(kernel_family):
     inputs = [t.cuda() for t in make(2, 16, 12, 2, 18, (7, 7), False)[:5]]
     expected = window_attention(*inputs[:3], 2, 7, None, (1, 0), "zeros", *inputs[3:])
     stream = torch.cuda.Stream()
@@ -102,7 +110,7 @@ def test_runs_on_the_current_stream():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_module_under_cuda_autocast(dtype):
+def test_module_under_cuda_autocast(dtype, kernel_family):
     module = WindowMultiheadAttention(78, 2, with_rpe=True).cuda()
     x = torch.randn(2, 16, 12, 78, device="cuda")
     with torch.no_grad():
@@ -117,7 +125,7 @@ def test_module_under_cuda_autocast(dtype):
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
-def test_compile_fullgraph_module_on_cuda(backend):
+def test_compile_fullgraph_module_on_cuda(backend, kernel_family):
     if backend == "inductor":
         pytest.importorskip("triton", reason="inductor on CUDA needs triton")
     module = WindowMultiheadAttention(64, 2, with_rpe=True).cuda()
@@ -141,3 +149,10 @@ def test_cuda_bad_inputs():
     big = torch.zeros(1, 4, 4, 2 * 130, device="cuda")
     with pytest.raises(RuntimeError, match="head_dim up to 128"):
         window_attention(big, big, big, 2, 7)
+
+
+def test_unknown_kernel_family_is_refused(monkeypatch):
+    monkeypatch.setenv("HIGHERPOSE_WINDOW_ATTENTION_KERNEL", "fastest")
+    q = torch.zeros(1, 9, 8, 8, device="cuda")
+    with pytest.raises(RuntimeError, match='HIGHERPOSE_WINDOW_ATTENTION_KERNEL must be "rows" or "tiles"'):
+        window_attention(q, q, q, 2, 7)

@@ -112,3 +112,18 @@ def _backward_fake(grad_out, q, k, v, out, lse, window, num_heads, scale, offset
 def _window_attention_fake(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias):
     _check_args(q, k, v, window, num_heads, offset, pad_mode, k_pad, v_pad, rel_bias)
     return torch.empty(q.shape, dtype=q.dtype, device=q.device)
+
+
+# The CUDA kernels run on the CPU by the block emulator (tests only; see csrc/emulation): the same
+# outputs as the real ops, plus the kernel family and scheduling seed arguments.
+@torch.library.register_fake("higherpose::_window_attention_forward_emulated")
+def _forward_emulated_fake(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias, kernel,
+                           seed):
+    return _forward_fake(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias)
+
+
+@torch.library.register_fake("higherpose::_window_attention_backward_emulated")
+def _backward_emulated_fake(grad_out, q, k, v, out, lse, window, num_heads, scale, offset, pad_mode, k_pad, v_pad,
+                            rel_bias, kernel, seed):
+    return _backward_fake(grad_out, q, k, v, out, lse, window, num_heads, scale, offset, pad_mode, k_pad, v_pad,
+                          rel_bias)
