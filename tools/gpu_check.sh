@@ -4,7 +4,8 @@
 # runs `pytest -m cuda`, then the op benchmarks, and writes a log and the figures to $OUT (or
 # ./gpu_check_out). Packages missing there (yacs, json_tricks, pycocotools, faster-coco-eval)
 # travel as py3.12 wheels in the ignored folder .whl/ (see README, "GPU check").
-# Usage: bash tools/gpu_check.sh [all|quick|bench]
+# Usage: bash tools/gpu_check.sh [all|quick|bench|attention]
+#   attention: build, the window-attention CUDA tests (both kernel families) and its benchmark only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu_check_out}"
@@ -29,21 +30,28 @@ FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX
 echo "build: $(( $(date +%s) - start )) s"
 "$PY" -c "import higherpose.ops as o; print('cuda kernels compiled:', o.cuda_compiled())"
 
-mode="${1:-all}"  # all | quick (build + tests) | bench (build + benchmarks)
+mode="${1:-all}"  # all | quick (build + tests) | bench (build + benchmarks) | attention
 # pytest-xdist (present on the GPU image) runs tests in worker processes, so one crashing test
 # is reported as such instead of ending the whole run.
 xdist=""; "$PY" -c "import xdist" 2>/dev/null && xdist="-n 4"
-[ "$mode" = "bench" ] || timeout 240 "$PY" -m pytest -m cuda -q --no-header -p no:cacheprovider --continue-on-collection-errors $xdist \
-  tests 2>&1 | tail -60 | tee "$OUT/pytest_cuda.txt"
-[ "$mode" = "quick" ] && exit 0
-
 bench() {  # name, timeout, args...
   local name=$1 limit=$2; shift 2
   echo "== $name $*"
   timeout "$limit" "$PY" "tools/bench/$name.py" "$@" 2>&1 | tail -80
 }
+if [ "$mode" = "attention" ]; then
+  timeout 200 "$PY" -m pytest -m cuda -q --no-header -p no:cacheprovider $xdist tests/test_window_attention_cuda.py \
+    2>&1 | tail -40 | tee "$OUT/pytest_cuda.txt"
+  bench bench_window_attn 200 --device cuda --batch 32 --repeats 10 --json "$OUT/bench_window_attn.json"
+  echo "gpu check (attention) done in $(( $(date +%s) - start )) s"
+  exit 0
+fi
+[ "$mode" = "bench" ] || timeout 240 "$PY" -m pytest -m cuda -q --no-header -p no:cacheprovider --continue-on-collection-errors $xdist \
+  tests 2>&1 | tail -60 | tee "$OUT/pytest_cuda.txt"
+[ "$mode" = "quick" ] && exit 0
+
 bench bench_peaks 60 --device cuda --repeats 7 --json "$OUT/bench_peaks.json"
 bench bench_group 60 --device cuda --repeats 5
-bench bench_window_attn 150 --device cuda --batch 32 --repeats 10 --json "$OUT/bench_window_attn.json"
+bench bench_window_attn 200 --device cuda --batch 32 --repeats 10 --json "$OUT/bench_window_attn.json"
 bench bench_valid 100 --device cuda --images 32 --repeats 3 --reference-images 2 --json "$OUT/bench_valid.json"
 echo "gpu check done in $(( $(date +%s) - start )) s"

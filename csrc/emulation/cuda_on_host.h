@@ -1,7 +1,8 @@
 // Lets a CUDA kernel header compile as host C++ for the block emulator (block_emulator.h).
 // Included by a .cu file it only defines HP_DYNAMIC_SHARED; included by a .cpp file it also
 // maps the CUDA keywords and built-ins the kernels use onto the emulator. Include ATen and the
-// standard headers before this one: it defines macros named like CUDA's keywords.
+// standard headers before this one: it defines macros named like CUDA's keywords. (The kernels'
+// `#pragma unroll` hints mean nothing to the host compiler: the build passes -Wno-unknown-pragmas.)
 #pragma once
 
 #if defined(__CUDACC__)

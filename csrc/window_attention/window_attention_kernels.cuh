@@ -525,6 +525,66 @@ __device__ __forceinline__ float read_cell(const scalar_t* __restrict__ src, con
   return static_cast<float>(src[b * s[0] + y * s[1] + x * s[2] + ch * s[3]]);
 }
 
+// One shared tile to fill: channels [c0, c0 + d) of a [B, H, W, C] tensor (strides), times mul;
+// padded cells read pad (zeros when null).
+template <typename scalar_t>
+struct TileSource {
+  const scalar_t* data;
+  const int64_t* stride;
+  const scalar_t* pad;
+  int64_t pad_stride;
+  float mul;
+  float* dst;  // [Lp, rs] in shared memory
+};
+
+// Fills N shared tiles from image layout. Work items are (window row, 32-channel chunk) pairs, one
+// per warp with consecutive lanes on consecutive channels; every warp keeps kLoadUnroll items in
+// flight, so several independent global loads per lane are outstanding at once. With dot_with,
+// also adds sum_c src[N - 1](j, c) * dot_with(j, c) to delta[j] (zeroed before) per window row j.
+constexpr int kLoadUnroll = 4;
+
+template <typename scalar_t, int N>
+__device__ void load_tiles(const TileSource<scalar_t> (&src)[N], int64_t b, int64_t c0, int L, int d, int rs,
+                           const int* cy, const int* cx, const scalar_t* __restrict__ dot_with,
+                           const int64_t* dot_stride, float* delta) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const int chunks = (d + 31) / 32, items = L * chunks;
+  for (int first = warp; first < items; first += kLoadUnroll * warps) {
+    float val[kLoadUnroll][N], dot[kLoadUnroll];
+    int row[kLoadUnroll], col[kLoadUnroll];
+#pragma unroll
+    for (int u = 0; u < kLoadUnroll; ++u) {  // all loads first ...
+      const int item = first + u * warps;
+      row[u] = item / chunks;
+      col[u] = lane + 32 * (item - row[u] * chunks);
+      dot[u] = 0.f;
+      const bool live = item < items && col[u] < d;
+      const int y = live ? cy[row[u]] : -1, x = live ? cx[row[u]] : 0;
+#pragma unroll
+      for (int t = 0; t < N; ++t) {
+        float value = 0.f;
+        if (y >= 0)
+          value = read_cell(src[t].data, src[t].stride, b, y, x, c0 + col[u]);
+        else if (live && src[t].pad != nullptr)
+          value = static_cast<float>(src[t].pad[(c0 + col[u]) * src[t].pad_stride]);
+        val[u][t] = value * src[t].mul;
+      }
+      if (dot_with != nullptr && y >= 0) dot[u] = val[u][N - 1] * read_cell(dot_with, dot_stride, b, y, x, c0 + col[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < kLoadUnroll; ++u) {  // ... then the stores
+      if (first + u * warps >= items) continue;  // uniform across the warp
+      if (col[u] < d)
+#pragma unroll
+        for (int t = 0; t < N; ++t) src[t].dst[row[u] * rs + col[u]] = val[u][t];
+      if (dot_with != nullptr) {
+        const float sum = warp_sum(dot[u]);
+        if (lane == 0) atomicAdd(delta + row[u], sum);  // a row's chunks may sit in other warps
+      }
+    }
+  }
+}
+
 template <typename scalar_t>
 __global__ void __launch_bounds__(kTilesMaxThreads)
     window_attention_forward_tiles_kernel(Params p, const scalar_t* __restrict__ q,
@@ -555,24 +615,11 @@ __global__ void __launch_bounds__(kTilesMaxThreads)
   if (bias != nullptr) load_bias_column(p, bias, t.h, bias_s);
   __syncthreads();
 
-  // Q (times scale), K, V: one warp per window row, three independent loads per lane.
-  for (int j = warp; j < L; j += warps) {
-    const int y = cy[j], x = cx[j];
-    for (int c = lane; c < d; c += 32) {
-      float qv = 0.f, kv = 0.f, vv = 0.f;
-      if (y >= 0) {
-        qv = read_cell(q, p.sq, t.b, y, x, c0 + c);
-        kv = read_cell(k, p.sk, t.b, y, x, c0 + c);
-        vv = read_cell(v, p.sv, t.b, y, x, c0 + c);
-      } else {
-        if (k_pad != nullptr) kv = static_cast<float>(k_pad[(c0 + c) * p.k_pad_stride]);
-        if (v_pad != nullptr) vv = static_cast<float>(v_pad[(c0 + c) * p.v_pad_stride]);
-      }
-      qs[j * s.rs + c] = qv * scale;
-      ks[j * s.rs + c] = kv;
-      vs[j * s.rs + c] = vv;
-    }
-  }
+  // Q (times scale), K, V.
+  const TileSource<scalar_t> sources[3] = {{q, p.sq, nullptr, 0, scale, qs},
+                                           {k, p.sk, k_pad, p.k_pad_stride, 1.f, ks},
+                                           {v, p.sv, v_pad, p.v_pad_stride, 1.f, vs}};
+  load_tiles(sources, t.b, c0, L, d, s.rs, cy, cx, static_cast<const scalar_t*>(nullptr), p.so, nullptr);
   __syncthreads();
 
   // Logits S = (scale Q) K^T + bias; -inf where the pair does not count (masked key, query
@@ -678,7 +725,6 @@ __global__ void __launch_bounds__(kTilesMaxThreads) window_attention_backward_ti
   const int64_t c0 = static_cast<int64_t>(t.h) * d;
   const int centre = (p.wh - 1) * (2 * p.ww - 1) + p.ww - 1;
   const float scale = static_cast<float>(p.scale);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
 
   fill_cells(p, t.wi, t.wj, cy, cx, krel);
   if (bias != nullptr) {
@@ -686,35 +732,17 @@ __global__ void __launch_bounds__(kTilesMaxThreads) window_attention_backward_ti
     load_bias_column(p, bias, t.h, bias_s);
   }
   for (int idx = threadIdx.x; idx < 2 * d; idx += blockDim.x) pad_acc[idx] = 0.f;
+  for (int j = threadIdx.x; j < L; j += blockDim.x) delta[j] = 0.f;
   __syncthreads();
 
-  // Q (times scale), K, V, dO, and per query D = dO . O and the saved lse: one warp per row.
-  for (int j = warp; j < L; j += warps) {
-    const int y = cy[j], x = cx[j];
-    float dot = 0.f;
-    for (int c = lane; c < d; c += 32) {
-      float qv = 0.f, kv = 0.f, vv = 0.f, gv = 0.f;
-      if (y >= 0) {
-        qv = read_cell(q, p.sq, t.b, y, x, c0 + c);
-        kv = read_cell(k, p.sk, t.b, y, x, c0 + c);
-        vv = read_cell(v, p.sv, t.b, y, x, c0 + c);
-        gv = read_cell(grad_out, p.sgo, t.b, y, x, c0 + c);
-        dot += gv * read_cell(out, p.so, t.b, y, x, c0 + c);
-      } else {
-        if (k_pad != nullptr) kv = static_cast<float>(k_pad[(c0 + c) * p.k_pad_stride]);
-        if (v_pad != nullptr) vv = static_cast<float>(v_pad[(c0 + c) * p.v_pad_stride]);
-      }
-      qs[j * s.rs + c] = qv * scale;
-      ks[j * s.rs + c] = kv;
-      vs[j * s.rs + c] = vv;
-      gos[j * s.rs + c] = gv;
-    }
-    dot = warp_sum(dot);
-    if (lane == 0) {
-      delta[j] = dot;
-      lse_s[j] = y >= 0 ? lse[((t.b * p.heads + t.h) * p.H + y) * p.W + x] : 0.f;
-    }
-  }
+  // Q (times scale), K, V, dO, per query D = dO . O, and the saved lse.
+  const TileSource<scalar_t> sources[4] = {{q, p.sq, nullptr, 0, scale, qs},
+                                           {k, p.sk, k_pad, p.k_pad_stride, 1.f, ks},
+                                           {v, p.sv, v_pad, p.v_pad_stride, 1.f, vs},
+                                           {grad_out, p.sgo, nullptr, 0, 1.f, gos}};
+  load_tiles(sources, t.b, c0, L, d, s.rs, cy, cx, out, p.so, delta);
+  for (int j = threadIdx.x; j < L; j += blockDim.x)
+    lse_s[j] = cy[j] >= 0 ? lse[((t.b * p.heads + t.h) * p.H + cy[j]) * p.W + cx[j]] : 0.f;
   __syncthreads();
 
   // P = exp(S - lse) and dS = P (dO V^T - D) per thread block of the L x L tile (0 where the
