@@ -14,7 +14,7 @@ pytestmark = pytest.mark.cuda
 TOL = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 6e-2}
 
 
-@pytest.fixture(params=["rows", "tiles"])
+@pytest.fixture(params=["rows", "tiles", "mma"])
 def kernel_family(request, monkeypatch):
     """Runs the test once per CUDA kernel family (the C++ side reads the variable at every call)."""
     monkeypatch.setenv("HIGHERPOSE_WINDOW_ATTENTION_KERNEL", request.param)
@@ -154,5 +154,5 @@ def test_cuda_bad_inputs():
 def test_unknown_kernel_family_is_refused(monkeypatch):
     monkeypatch.setenv("HIGHERPOSE_WINDOW_ATTENTION_KERNEL", "fastest")
     q = torch.zeros(1, 9, 8, 8, device="cuda")
-    with pytest.raises(RuntimeError, match='HIGHERPOSE_WINDOW_ATTENTION_KERNEL must be "rows" or "tiles"'):
+    with pytest.raises(RuntimeError, match='HIGHERPOSE_WINDOW_ATTENTION_KERNEL must be "rows", "tiles" or "mma"'):
         window_attention(q, q, q, 2, 7)

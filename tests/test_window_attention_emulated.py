@@ -11,7 +11,7 @@ from higherpose.ops.reference.window_attention import window_attention as refere
 forward = torch.ops.higherpose._window_attention_forward_emulated
 backward = torch.ops.higherpose._window_attention_backward_emulated
 
-FAMILIES = ["rows", "tiles"]
+FAMILIES = ["rows", "tiles", "mma"]
 TOL = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
 CASES = [  # b, h, w, heads, d, window, offset
@@ -24,6 +24,7 @@ CASES = [  # b, h, w, heads, d, window, offset
     (1, 8, 8, 1, 128, (8, 8), (0, 0)),  # the largest tiles window and head_dim
     (1, 13, 11, 2, 8, (9, 9), (4, 4)),  # 81 positions: beyond the tiles kernels, runs on rows
     (1, 3, 2, 2, 5, (1, 1), (0, 0)),  # one-position windows
+    (1, 9, 8, 1, 64, (4, 4), (1, 3)),  # one 16-row strip with the widest head (mma: O tile > P^T area)
 ]
 
 
@@ -86,6 +87,17 @@ def test_emulated_kernels_half_precision(family, dtype):
     check(inputs, grad, 2, (7, 7), (6, 6), "zeros", family, dtype=dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("pad_mode", ["zeros", "mask"])
+@pytest.mark.parametrize("case", CASES)
+def test_emulated_tensor_core_kernels(case, pad_mode, with_bias, dtype):
+    """The mma family (float16 / bfloat16 on tensor cores; cases beyond its limits fall back)."""
+    b, h, w, heads, d, window, offset = case
+    inputs, grad = make(b, h, w, heads, d, window, with_bias)
+    check(inputs, grad, heads, window, offset, pad_mode, "mma", dtype=dtype)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_emulated_kernels_under_shuffled_schedules(family, seed):
@@ -120,7 +132,7 @@ def test_emulated_kernels_take_strided_inputs(family):
 def test_emulated_ops_refuse_bad_arguments():
     inputs, grad = make(1, 7, 7, 2, 8, (7, 7), False)
     q, k, v = inputs[:3]
-    with pytest.raises(RuntimeError, match='kernel must be "rows" or "tiles"'):
+    with pytest.raises(RuntimeError, match='kernel must be "rows", "tiles" or "mma"'):
         forward(q, k, v, [7, 7], 2, 0.3, [0, 0], "zeros", None, None, None, "fastest", 0)
     with pytest.raises(RuntimeError, match="seed must be >= 0"):
         forward(q, k, v, [7, 7], 2, 0.3, [0, 0], "zeros", None, None, None, "rows", -1)

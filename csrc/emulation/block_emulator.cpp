@@ -11,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace higherpose {
@@ -34,9 +35,11 @@ struct Fiber {
 // Per warp and mask: how many exchanges each lane made with that mask, and the last two values
 // each lane deposited (lane l's k-th value sits in slot k & 1; a lane cannot deposit its
 // (k+2)-th value before every lane of the mask has read the k-th, see warp_exchange).
+constexpr int kMaxWords = 16;  // 32-bit words a lane may pass to one collective
+
 struct MaskState {
   uint64_t calls[32] = {};
-  uint32_t values[32][2] = {};
+  uint32_t values[32][2][kMaxWords] = {};
 };
 
 struct Block {
@@ -195,27 +198,43 @@ void sync_threads() {
   yield();
 }
 
-uint32_t warp_exchange(unsigned mask, uint32_t value, int src_lane) {
+namespace {
+
+// Deposits the caller's words, waits until every lane of `mask` has made the same call, and
+// returns the slot of that call (lane l's words are state.values[l][slot]).
+std::pair<const MaskState*, int> rendezvous(unsigned mask, const uint32_t* words, int n) {
   Block& b = block();
   const int t = b.current, lane = t % 32, warp = t / 32;
   if (((mask >> lane) & 1u) == 0)
-    throw std::logic_error("CUDA emulator: a lane called a warp shuffle with a mask that excludes it");
+    throw std::logic_error("CUDA emulator: a lane called a warp collective with a mask that excludes it");
   const unsigned warp_threads = std::min<unsigned>(32, b.block_dim.x - 32 * warp);
   if (warp_threads < 32 && (mask >> warp_threads) != 0)
-    throw std::logic_error("CUDA emulator: shuffle mask names lanes beyond the block");
-  if (src_lane < 0 || src_lane >= 32) throw std::logic_error("CUDA emulator: shuffle source lane out of range");
+    throw std::logic_error("CUDA emulator: warp collective mask names lanes beyond the block");
+  if (n < 1 || n > kMaxWords) throw std::logic_error("CUDA emulator: too many words for a warp collective");
   MaskState& s = b.warps[warp][mask];
   const uint64_t call = ++s.calls[lane];
-  s.values[lane][call & 1] = value;
+  std::memcpy(s.values[lane][call & 1], words, sizeof(uint32_t) * n);
   Fiber& f = b.fibers[t];
   f.wait = Wait::kWarp;
   f.wait_mask = mask;
   f.wait_call = call;
   yield();
-  // Every lane of the mask has now made its call-th exchange with this mask.
-  const MaskState& done = b.warps[warp].at(mask);
+  // Every lane of the mask has now made its call-th collective with this mask.
+  return {&b.warps[warp].at(mask), static_cast<int>(call & 1)};
+}
+
+}  // namespace
+
+uint32_t warp_exchange(unsigned mask, uint32_t value, int src_lane) {
+  if (src_lane < 0 || src_lane >= 32) throw std::logic_error("CUDA emulator: shuffle source lane out of range");
+  const auto [state, slot] = rendezvous(mask, &value, 1);
   if (((mask >> src_lane) & 1u) == 0) return value;  // CUDA: undefined; keep the caller's own value
-  return done.values[src_lane][call & 1];
+  return state->values[src_lane][slot][0];
+}
+
+void warp_allgather(const uint32_t* words, int n, uint32_t* gathered) {
+  const auto [state, slot] = rendezvous(0xffffffffu, words, n);
+  for (int l = 0; l < 32; ++l) std::memcpy(gathered + l * n, state->values[l][slot], sizeof(uint32_t) * n);
 }
 
 }  // namespace emu

@@ -40,5 +40,9 @@ void sync_threads();
 // same mask; returns the 32-bit value that lane `src_lane` of the warp passed.
 uint32_t warp_exchange(unsigned mask, uint32_t value, int src_lane);
 
+// A collective of all 32 lanes of the warp: every lane passes `words` (n <= 16) 32-bit values;
+// on return gathered[l * n + w] holds word w of lane l.
+void warp_allgather(const uint32_t* words, int n, uint32_t* gathered);
+
 }  // namespace emu
 }  // namespace higherpose

@@ -1,6 +1,6 @@
 // CUDA entry points of the window-attention op: argument checks, the device guard, the current
 // stream and the launches. The kernels and the launch logic are in window_attention_kernels.cuh
-// (shared with the host emulator). HIGHERPOSE_WINDOW_ATTENTION_KERNEL=rows|tiles picks the
+// (shared with the host emulator). HIGHERPOSE_WINDOW_ATTENTION_KERNEL=rows|tiles|mma picks the
 // kernel family (default rows, the one measured on an H100; see the header).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>

@@ -2,7 +2,7 @@
 // (window_attention_cuda.cu) and the host emulator (window_attention_emulated.cpp, which runs the
 // same kernels on the CPU through csrc/emulation so CI without a GPU tests their logic).
 //
-// Two kernel families, one thread block per (image, window, head) tile in both:
+// Three kernel families, one thread block per (image, window, head) tile in each:
 //
 // "rows" (the kernels measured on an H100, see BENCHMARKS.md). Every window row (a query in the
 // query-owned loops, a key in the key-owned loop) is handled by a group of G consecutive lanes of
@@ -21,7 +21,10 @@
 // accumulators per thread and no shuffles in the inner loops. The softmax is one warp per row.
 // Loads and stores go one warp per window row, consecutive lanes on consecutive channels.
 //
-// Common to both: padded cells read k_pad / v_pad ("zeros" mode) or are left out ("mask");
+// "mma" (float16 / bfloat16, windows of up to 64 positions, head_dim up to 64): the products on
+// tensor cores, FlashAttention-2 style (see the section below).
+//
+// Common to all: padded cells read k_pad / v_pad ("zeros" mode) or are left out ("mask");
 // queries outside the image are skipped (their outputs would be cropped away); the reductions
 // (k_pad, v_pad, bias table) are summed per block in shared memory, then added to fp32 buffers
 // with one atomic per entry and block. Every image position lies in exactly one window, so the
@@ -37,6 +40,7 @@
 #include <type_traits>
 
 #include "emulation/cuda_on_host.h"
+#include "emulation/mma.h"
 #include "window_attention/window_attention.h"
 
 namespace higherpose {
@@ -832,6 +836,470 @@ __global__ void __launch_bounds__(kTilesMaxThreads) window_attention_backward_ti
 }
 
 // ---------------------------------------------------------------------------------------------
+// "mma" kernels (float16 / bfloat16, windows of up to 64 positions, head_dim up to 64): the
+// products run on tensor cores (mma.m16n8k16, fp32 accumulation, see emulation/mma.h). A block
+// has LP / 16 warps; in the forward and the first backward phase warp w owns queries
+// 16w .. 16w + 15, and its logits, softmax, dS and dQ stay in registers (as in FlashAttention-2);
+// in the second backward phase warp w owns keys 16w .. 16w + 15 (dK, dV) and reads P^T and dS^T,
+// which the first phase left in shared memory. Tiles hold raw 16-bit values, zero in every
+// padding row and column, so the padded products add nothing. Row strides (in 32-bit words) are
+// 4 mod 8, which makes the fragment loads of a warp hit 32 distinct banks.
+
+constexpr int kMmaMaxL = 64;  // window positions (7 x 7, 8 x 8)
+constexpr int kMmaMaxD = 64;  // head_dim
+constexpr int kMmaMaxN = 8;   // 8-wide column tiles of a warp's 16-row strip (64 / 8)
+
+struct MmaShape {
+  int LP;     // positions padded to a multiple of 16
+  int DK;     // channels padded to a multiple of 16
+  int row_w;  // words per row of a [LP, DK] tile
+  int col_w;  // words per row of a [DK, LP] or [LP, LP] tile
+  int warps;  // LP / 16
+};
+
+__host__ __device__ inline MmaShape mma_shape(int L, int d) {
+  MmaShape s;
+  s.LP = (L + 15) / 16 * 16;
+  s.DK = (d + 15) / 16 * 16;
+  s.row_w = s.DK / 2 + 4;
+  s.col_w = s.LP / 2 + 4;
+  s.warps = s.LP / 16;
+  return s;
+}
+
+// Words of the backward's P^T / dS^T area, which first holds the [LP, DK] output tile.
+__host__ __device__ inline int mma_backward_pd_words(const MmaShape& s) {
+  const int pd = 2 * s.LP * s.col_w, o = s.LP * s.row_w;
+  return pd > o ? pd : o;
+}
+
+// The raw 16 bits of element (row, col) of a tile whose rows are `row_w` words long.
+__device__ __forceinline__ void put_half(uint32_t* tile, int row_w, int row, int col, uint16_t bits) {
+  reinterpret_cast<uint16_t*>(tile)[row * 2 * row_w + col] = bits;
+}
+
+template <typename scalar_t>
+__device__ __forceinline__ uint16_t bits_of(scalar_t x) {
+  return x.x;
+}
+
+// A fragment (16 x 16) at rows m0.., columns 16 kk.. of a tile with rows of `w` words.
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const uint32_t* tile, int w, int m0, int kk) {
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const uint32_t* r0 = tile + (m0 + g) * w + 8 * kk + t;
+  const uint32_t* r1 = r0 + 8 * w;
+  a[0] = r0[0];
+  a[1] = r1[0];
+  a[2] = r0[4];
+  a[3] = r1[4];
+}
+
+// B fragment (16 x 8) whose column n is row n0 + n of the tile, rows 16 kk.. its columns.
+__device__ __forceinline__ void load_b(uint32_t (&b)[2], const uint32_t* tile, int w, int n0, int kk) {
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const uint32_t* r = tile + (n0 + g) * w + 8 * kk + t;
+  b[0] = r[0];
+  b[1] = r[4];
+}
+
+// A fragment of columns 16 kk.. of a 16-row strip held as accumulators (n-tiles 2 kk, 2 kk + 1).
+template <typename T>
+__device__ __forceinline__ void accumulators_to_a(uint32_t (&a)[4], const float (&acc)[kMmaMaxN][4], int kk) {
+  a[0] = pack_pair<T>(acc[2 * kk][0], acc[2 * kk][1]);
+  a[1] = pack_pair<T>(acc[2 * kk][2], acc[2 * kk][3]);
+  a[2] = pack_pair<T>(acc[2 * kk + 1][0], acc[2 * kk + 1][1]);
+  a[3] = pack_pair<T>(acc[2 * kk + 1][2], acc[2 * kk + 1][3]);
+}
+
+__device__ __forceinline__ void clear(float (&acc)[kMmaMaxN][4]) {
+#pragma unroll
+  for (int n = 0; n < kMmaMaxN; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[n][e] = 0.f;
+}
+
+// acc[n] += A(strip) B(n-tile n) for n < n_tiles, over k_steps steps of 16: A from a tile with
+// rows of a_w words starting at row m0, B from a tile whose row n0 + j is column j.
+template <typename T>
+__device__ __forceinline__ void strip_product(float (&acc)[kMmaMaxN][4], const uint32_t* a_tile, int a_w, int m0,
+                                              const uint32_t* b_tile, int b_w, int k_steps, int n_tiles) {
+  for (int kk = 0; kk < k_steps; ++kk) {
+    uint32_t a[4];
+    load_a(a, a_tile, a_w, m0, kk);
+#pragma unroll
+    for (int n = 0; n < kMmaMaxN; ++n) {
+      if (n < n_tiles) {
+        uint32_t b[2];
+        load_b(b, b_tile, b_w, 8 * n, kk);
+        mma_16816<T>(acc[n], a, b, acc[n]);
+      }
+    }
+  }
+}
+
+// Sum / maximum over the 4 lanes of a quad (the lanes sharing a row of an accumulator tile).
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1, 32);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2, 32);
+}
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1, 32));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2, 32));
+}
+
+// One tensor to load into mma tiles: dst [LP, DK] (row_w words per row) and / or dst_t [DK, LP]
+// (transposed, col_w words per row), raw 16-bit values; padded cells read pad (zeros when null).
+template <typename scalar_t>
+struct MmaSource {
+  const scalar_t* data;
+  const int64_t* stride;
+  const scalar_t* pad;
+  int64_t pad_stride;
+  uint32_t* dst;
+  uint32_t* dst_t;
+};
+
+// Fills the tiles of N tensors, zeros in every padding row and column. Consecutive threads take
+// consecutive channels of a window row (coalesced); each thread keeps kLoadUnroll elements of
+// every tensor in flight.
+template <typename scalar_t, int N>
+__device__ void load_mma_tiles(const MmaShape& s, int L, int d, const MmaSource<scalar_t> (&src)[N], int64_t b,
+                               int64_t c0, const int* cy, const int* cx) {
+  const int n = s.LP * s.DK;
+  for (int first = threadIdx.x; first < n; first += kLoadUnroll * blockDim.x) {
+    uint16_t bits[kLoadUnroll][N];
+    int row[kLoadUnroll], col[kLoadUnroll];
+#pragma unroll
+    for (int u = 0; u < kLoadUnroll; ++u) {  // all loads first ...
+      const int idx = first + u * blockDim.x;
+      row[u] = idx / s.DK;
+      col[u] = idx - row[u] * s.DK;
+      const bool live = idx < n && row[u] < L && col[u] < d;
+      const int y = live ? cy[row[u]] : -1, x = live ? cx[row[u]] : 0;
+#pragma unroll
+      for (int t = 0; t < N; ++t) {
+        uint16_t value = 0;
+        if (y >= 0) {
+          const int64_t* st = src[t].stride;
+          value = bits_of(src[t].data[b * st[0] + y * st[1] + x * st[2] + (c0 + col[u]) * st[3]]);
+        } else if (live && src[t].pad != nullptr) {
+          value = bits_of(src[t].pad[(c0 + col[u]) * src[t].pad_stride]);
+        }
+        bits[u][t] = value;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kLoadUnroll; ++u) {  // ... then the stores
+      if (first + u * blockDim.x >= n) continue;
+#pragma unroll
+      for (int t = 0; t < N; ++t) {
+        if (src[t].dst != nullptr) put_half(src[t].dst, s.row_w, row[u], col[u], bits[u][t]);
+        if (src[t].dst_t != nullptr) put_half(src[t].dst_t, s.col_w, col[u], row[u], bits[u][t]);
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kMmaMaxL * 2)
+    window_attention_forward_mma_kernel(Params p, const scalar_t* __restrict__ q,
+                                        const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
+                                        const scalar_t* __restrict__ k_pad,
+                                        const scalar_t* __restrict__ v_pad,
+                                        const scalar_t* __restrict__ bias, scalar_t* __restrict__ out,
+                                        float* __restrict__ lse) {
+  HP_DYNAMIC_SHARED(float4, smem4);
+  const int L = p.L, d = p.d;
+  const MmaShape s = mma_shape(L, d);
+  uint32_t* qs = reinterpret_cast<uint32_t*>(smem4);  // [LP, DK] queries
+  uint32_t* ks = qs + s.LP * s.row_w;                 // [LP, DK] keys
+  uint32_t* vt = ks + s.LP * s.row_w;                 // [DK, LP] values, transposed
+  int* cy = reinterpret_cast<int*>(vt + s.DK * s.col_w);  // [L] see fill_cells
+  int* cx = cy + L;                                       // [L]
+  int* krel = cx + L;                                     // [L]
+  float* bias_s = reinterpret_cast<float*>(krel + L);     // [table] this head's bias column
+
+  const Tile t = tile_of(p);
+  const int64_t c0 = static_cast<int64_t>(t.h) * d;
+  const int centre = (p.wh - 1) * (2 * p.ww - 1) + p.ww - 1;
+  const float scale = static_cast<float>(p.scale);
+  fill_cells(p, t.wi, t.wj, cy, cx, krel);
+  if (bias != nullptr) load_bias_column(p, bias, t.h, bias_s);
+  __syncthreads();
+  const MmaSource<scalar_t> sources[3] = {{q, p.sq, nullptr, 0, qs, nullptr},
+                                          {k, p.sk, k_pad, p.k_pad_stride, ks, nullptr},
+                                          {v, p.sv, v_pad, p.v_pad_stride, nullptr, vt}};
+  load_mma_tiles(s, L, d, sources, t.b, c0, cy, cx);
+  __syncthreads();
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+  const int m0 = 16 * warp;
+  const int key_tiles = s.LP / 8, channel_tiles = s.DK / 8;
+  float acc[kMmaMaxN][4];
+  clear(acc);
+  strip_product<scalar_t>(acc, qs, s.row_w, m0, ks, s.row_w, s.DK / 16, key_tiles);
+
+  // Logits (scale, bias, -inf where the pair does not count) and the softmax of the two rows
+  // m0 + g and m0 + g + 8 this lane holds part of.
+  const int rows[2] = {m0 + g, m0 + g + 8};
+  bool query[2];
+  float row_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int h = 0; h < 2; ++h) query[h] = rows[h] < L && cy[rows[h]] >= 0;
+#pragma unroll
+  for (int n = 0; n < kMmaMaxN; ++n) {
+    if (n >= key_tiles) break;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int h = e / 2, i = rows[h], j = 8 * n + 2 * tq + (e & 1);
+      float val = -INFINITY;
+      if (query[h] && j < L && krel[j] >= 0) {
+        val = acc[n][e] * scale;
+        if (bias != nullptr) val += bias_s[krel[i] - krel[j] + centre];
+      }
+      acc[n][e] = val;
+      row_max[h] = fmaxf(row_max[h], val);
+    }
+  }
+  float row_sum[2] = {0.f, 0.f};
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    row_max[h] = quad_max(row_max[h]);
+    if (row_max[h] == -INFINITY) row_max[h] = 0.f;  // a row that does not count: P = 0
+  }
+#pragma unroll
+  for (int n = 0; n < kMmaMaxN; ++n) {
+    if (n >= key_tiles) break;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float pr = expf(acc[n][e] - row_max[e / 2]);
+      acc[n][e] = pr;
+      row_sum[e / 2] += pr;
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) row_sum[h] = quad_sum(row_sum[h]);
+
+  // O = P V / sum, P from the registers.
+  float o[kMmaMaxN][4];
+  clear(o);
+  for (int kk = 0; kk < s.LP / 16; ++kk) {
+    uint32_t a[4];
+    accumulators_to_a<scalar_t>(a, acc, kk);
+#pragma unroll
+    for (int n = 0; n < kMmaMaxN; ++n) {
+      if (n < channel_tiles) {
+        uint32_t bf[2];
+        load_b(bf, vt, s.col_w, 8 * n, kk);
+        mma_16816<scalar_t>(o[n], a, bf, o[n]);
+      }
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (!query[h]) continue;
+    const int i = rows[h];
+    const float inv = 1.f / row_sum[h];
+    scalar_t* op = out + (t.b * p.so[0] + cy[i] * p.so[1] + cx[i] * p.so[2] + c0 * p.so[3]);
+#pragma unroll
+    for (int n = 0; n < kMmaMaxN; ++n) {
+      if (n >= channel_tiles) break;
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int c = 8 * n + 2 * tq + e;
+        if (c < d) op[c * p.so[3]] = static_cast<scalar_t>(o[n][2 * h + e] * inv);
+      }
+    }
+    if (tq == 0) lse[((t.b * p.heads + t.h) * p.H + cy[i]) * p.W + cx[i]] = row_max[h] + logf(row_sum[h]);
+  }
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kMmaMaxL * 2) window_attention_backward_mma_kernel(
+    Params p, const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ q,
+    const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
+    const scalar_t* __restrict__ out, const float* __restrict__ lse,
+    const scalar_t* __restrict__ k_pad, const scalar_t* __restrict__ v_pad,
+    const scalar_t* __restrict__ bias, scalar_t* __restrict__ grad_q,
+    scalar_t* __restrict__ grad_k, scalar_t* __restrict__ grad_v,
+    float* __restrict__ grad_k_pad, float* __restrict__ grad_v_pad, float* __restrict__ grad_bias) {
+  HP_DYNAMIC_SHARED(float4, smem4);
+  const int L = p.L, d = p.d;
+  const MmaShape s = mma_shape(L, d);
+  uint32_t* qs = reinterpret_cast<uint32_t*>(smem4);  // [LP, DK] queries
+  uint32_t* ks = qs + s.LP * s.row_w;                 // [LP, DK] keys
+  uint32_t* vs = ks + s.LP * s.row_w;                 // [LP, DK] values
+  uint32_t* gos = vs + s.LP * s.row_w;                // [LP, DK] output gradients
+  uint32_t* qt = gos + s.LP * s.row_w;                // [DK, LP] queries, transposed
+  uint32_t* kt = qt + s.DK * s.col_w;                 // [DK, LP] keys, transposed
+  uint32_t* got = kt + s.DK * s.col_w;                // [DK, LP] output gradients, transposed
+  uint32_t* pt = got + s.DK * s.col_w;                // [LP, LP] P^T (row = key)
+  uint32_t* dst = pt + s.LP * s.col_w;                // [LP, LP] dS^T (row = key)
+  uint32_t* out_tile = pt;                            // before phase 1: [LP, DK] outputs O
+  float* delta = reinterpret_cast<float*>(pt + mma_backward_pd_words(s));  // [LP] D_i = dO_i . O_i
+  float* lse_s = delta + s.LP;                        // [LP] saved log-sum-exp per query
+  float* bias_acc = lse_s + s.LP;                     // [table] bias-gradient partial sums
+  float* pad_acc = bias_acc + p.table;                // [2, d] k_pad / v_pad gradient partial sums
+  int* cy = reinterpret_cast<int*>(pad_acc + 2 * d);  // [L] see fill_cells
+  int* cx = cy + L;                                   // [L]
+  int* krel = cx + L;                                 // [L]
+  float* bias_s = reinterpret_cast<float*>(krel + L);  // [table] this head's bias column
+
+  const Tile t = tile_of(p);
+  const int64_t c0 = static_cast<int64_t>(t.h) * d;
+  const int centre = (p.wh - 1) * (2 * p.ww - 1) + p.ww - 1;
+  const float scale = static_cast<float>(p.scale);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+  const int warps = blockDim.x / 32;
+
+  fill_cells(p, t.wi, t.wj, cy, cx, krel);
+  if (bias != nullptr) {
+    for (int idx = threadIdx.x; idx < p.table; idx += blockDim.x) bias_acc[idx] = 0.f;
+    load_bias_column(p, bias, t.h, bias_s);
+  }
+  for (int idx = threadIdx.x; idx < 2 * d; idx += blockDim.x) pad_acc[idx] = 0.f;
+  __syncthreads();
+  // The tiles, and the outputs O (in the P^T / dS^T area, free until phase 1) for D = dO . O.
+  const MmaSource<scalar_t> sources[5] = {{q, p.sq, nullptr, 0, qs, qt},
+                                          {k, p.sk, k_pad, p.k_pad_stride, ks, kt},
+                                          {v, p.sv, v_pad, p.v_pad_stride, vs, nullptr},
+                                          {grad_out, p.sgo, nullptr, 0, gos, got},
+                                          {out, p.so, nullptr, 0, out_tile, nullptr}};
+  load_mma_tiles(s, L, d, sources, t.b, c0, cy, cx);
+  for (int j = threadIdx.x; j < s.LP; j += blockDim.x)
+    lse_s[j] = j < L && cy[j] >= 0 ? lse[((t.b * p.heads + t.h) * p.H + cy[j]) * p.W + cx[j]] : 0.f;
+  __syncthreads();
+  // D per query from the shared tiles (the 16-bit values the forward wrote), one warp per row.
+  for (int j = warp; j < s.LP; j += warps) {
+    const uint16_t* go_row = reinterpret_cast<const uint16_t*>(gos + j * s.row_w);
+    const uint16_t* o_row = reinterpret_cast<const uint16_t*>(out_tile + j * s.row_w);
+    float dot = 0.f;
+    for (int c = lane; c < d; c += 32)
+      dot += static_cast<float>(scalar_t(go_row[c], scalar_t::from_bits())) *
+             static_cast<float>(scalar_t(o_row[c], scalar_t::from_bits()));
+    dot = warp_sum(dot);
+    if (lane == 0) delta[j] = dot;
+  }
+  __syncthreads();
+
+  const int key_tiles = s.LP / 8, channel_tiles = s.DK / 8, k_steps = s.DK / 16;
+  {
+    // Phase 1, warp w owns queries m0 .. m0 + 15: P, dS, dQ; P^T and dS^T to shared memory.
+    const int m0 = 16 * warp;
+    float sc[kMmaMaxN][4], dp[kMmaMaxN][4];
+    clear(sc);
+    clear(dp);
+    strip_product<scalar_t>(sc, qs, s.row_w, m0, ks, s.row_w, k_steps, key_tiles);
+    strip_product<scalar_t>(dp, gos, s.row_w, m0, vs, s.row_w, k_steps, key_tiles);
+    const int rows[2] = {m0 + g, m0 + g + 8};
+    bool query[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) query[h] = rows[h] < L && cy[rows[h]] >= 0;
+    uint16_t* pt16 = reinterpret_cast<uint16_t*>(pt);
+    uint16_t* dst16 = reinterpret_cast<uint16_t*>(dst);
+#pragma unroll
+    for (int n = 0; n < kMmaMaxN; ++n) {
+      if (n >= key_tiles) break;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int h = e / 2, i = rows[h], j = 8 * n + 2 * tq + (e & 1);
+        float pr = 0.f, dsv = 0.f;
+        if (query[h] && j < L && krel[j] >= 0) {
+          float val = sc[n][e] * scale;
+          const int row = krel[i] - krel[j] + centre;
+          if (bias != nullptr) val += bias_s[row];
+          pr = expf(val - lse_s[i]);
+          dsv = pr * (dp[n][e] - delta[i]);
+          if (bias != nullptr) atomicAdd(bias_acc + row, dsv);
+        }
+        sc[n][e] = pr;
+        dp[n][e] = dsv;
+        pt16[j * 2 * s.col_w + i] = scalar_t(pr).x;
+        dst16[j * 2 * s.col_w + i] = scalar_t(dsv).x;
+      }
+    }
+    // dQ = scale dS K (K^T tile: its row c is column c of the product).
+    float dq[kMmaMaxN][4];
+    clear(dq);
+    for (int kk = 0; kk < s.LP / 16; ++kk) {
+      uint32_t a[4];
+      accumulators_to_a<scalar_t>(a, dp, kk);
+#pragma unroll
+      for (int n = 0; n < kMmaMaxN; ++n) {
+        if (n < channel_tiles) {
+          uint32_t bf[2];
+          load_b(bf, kt, s.col_w, 8 * n, kk);
+          mma_16816<scalar_t>(dq[n], a, bf, dq[n]);
+        }
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      if (!query[h]) continue;
+      const int i = rows[h];
+      scalar_t* gq = grad_q + ((t.b * p.H + cy[i]) * p.W + cx[i]) * p.C + c0;  // contiguous
+#pragma unroll
+      for (int n = 0; n < kMmaMaxN; ++n) {
+        if (n >= channel_tiles) break;
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = 8 * n + 2 * tq + e;
+          if (c < d) gq[c] = static_cast<scalar_t>(dq[n][2 * h + e] * scale);
+        }
+      }
+    }
+  }
+  __syncthreads();
+
+  {
+    // Phase 2, warp w owns keys m0 .. m0 + 15: dV = P^T dO, dK = scale dS^T Q.
+    const int m0 = 16 * warp;
+    float dv[kMmaMaxN][4], dk[kMmaMaxN][4];
+    clear(dv);
+    clear(dk);
+    strip_product<scalar_t>(dv, pt, s.col_w, m0, got, s.col_w, s.LP / 16, channel_tiles);
+    strip_product<scalar_t>(dk, dst, s.col_w, m0, qt, s.col_w, s.LP / 16, channel_tiles);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int j = m0 + g + 8 * h;
+      if (j >= L) continue;
+      const int y = cy[j];
+      if (y < 0 && !p.zeros_mode) continue;  // a masked key has no gradient
+      const int64_t base = ((t.b * p.H + y) * p.W + cx[j]) * p.C + c0;  // contiguous (when y >= 0)
+#pragma unroll
+      for (int n = 0; n < kMmaMaxN; ++n) {
+        if (n >= channel_tiles) break;
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = 8 * n + 2 * tq + e;
+          if (c >= d) continue;
+          const float gk = dk[n][2 * h + e] * scale, gv = dv[n][2 * h + e];
+          if (y >= 0) {
+            grad_k[base + c] = static_cast<scalar_t>(gk);
+            grad_v[base + c] = static_cast<scalar_t>(gv);
+          } else {  // a padded key: its gradient goes to k_pad / v_pad
+            atomicAdd(pad_acc + c, gk);
+            atomicAdd(pad_acc + d + c, gv);
+          }
+        }
+      }
+    }
+  }
+  __syncthreads();
+
+  // One global atomic per reduction entry and block.
+  if (p.zeros_mode)
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+      atomicAdd(grad_k_pad + c0 + c, pad_acc[c]);
+      atomicAdd(grad_v_pad + c0 + c, pad_acc[d + c]);
+    }
+  if (bias != nullptr)
+    for (int r = threadIdx.x; r < p.table; r += blockDim.x)
+      atomicAdd(grad_bias + static_cast<int64_t>(r) * p.heads + t.h, bias_acc[r]);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Host side (compiled by nvcc for the CUDA build and by the C++ compiler for the emulator)
 
 Params make_params(const WindowGeometry& g, double scale, const at::Tensor& q, const at::Tensor& k,
@@ -910,18 +1378,28 @@ void dispatch_head_dim(int64_t d, F f) {
                      AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
 
 // Which kernel family runs (see the top of this file).
-enum class KernelFamily { kRows, kTiles };
+enum class KernelFamily { kRows, kTiles, kMma };
 
 inline KernelFamily kernel_family(const std::string& name, const char* where) {
   if (name == "rows") return KernelFamily::kRows;
   if (name == "tiles") return KernelFamily::kTiles;
-  TORCH_CHECK(false, "window_attention: ", where, " must be \"rows\" or \"tiles\", got \"", name, "\"");
+  if (name == "mma") return KernelFamily::kMma;
+  TORCH_CHECK(false, "window_attention: ", where, " must be \"rows\", \"tiles\" or \"mma\", got \"", name, "\"");
   return KernelFamily::kRows;
 }
 
-// The tiles kernels take windows of up to kTilesMaxL positions; larger windows run on rows.
-inline bool use_tiles(KernelFamily family, const WindowGeometry& g) {
-  return family == KernelFamily::kTiles && g.L <= kTilesMaxL;
+// The family that runs a call: mma takes float16 / bfloat16 with windows of up to 64 positions
+// and head_dim up to 64, tiles windows of up to 64 positions; anything else falls back (mma ->
+// tiles -> rows).
+inline KernelFamily family_for(KernelFamily requested, const WindowGeometry& g, at::ScalarType dtype) {
+  const bool half = dtype == at::kHalf || dtype == at::kBFloat16;
+  if (requested == KernelFamily::kMma && half && g.L <= kMmaMaxL && g.d <= kMmaMaxD) return KernelFamily::kMma;
+  if (requested != KernelFamily::kRows && g.L <= kTilesMaxL) return KernelFamily::kTiles;
+  return KernelFamily::kRows;
+}
+
+inline int mma_threads(const WindowGeometry& g) {
+  return 32 * mma_shape(static_cast<int>(g.L), static_cast<int>(g.d)).warps;
 }
 
 inline int tiles_threads(const WindowGeometry& g) {
@@ -931,22 +1409,33 @@ inline int tiles_threads(const WindowGeometry& g) {
 }
 
 // Dynamic shared memory of each kernel (the layouts are listed at the top of each kernel).
-inline size_t forward_shared_bytes(bool tiles, const WindowGeometry& g) {
-  if (tiles) {
-    const TileShape s = tile_shape(static_cast<int>(g.L), static_cast<int>(g.d));
+inline size_t forward_shared_bytes(KernelFamily family, const WindowGeometry& g) {
+  const int L = static_cast<int>(g.L), d = static_cast<int>(g.d);
+  if (family == KernelFamily::kMma) {
+    const MmaShape s = mma_shape(L, d);
+    return sizeof(uint32_t) * (2 * s.LP * s.row_w + s.DK * s.col_w) + sizeof(int) * 3 * g.L +
+           sizeof(float) * g.table;
+  }
+  if (family == KernelFamily::kTiles) {
+    const TileShape s = tile_shape(L, d);
     return sizeof(float) * (3 * s.Lp * s.rs + s.Lp * s.ps + s.Lp + g.table) + sizeof(int) * 3 * g.L;
   }
-  return sizeof(float) * (3 * g.L * padded_dim(static_cast<int>(g.d)) + g.table) + sizeof(int) * 3 * g.L;
+  return sizeof(float) * (3 * g.L * padded_dim(d) + g.table) + sizeof(int) * 3 * g.L;
 }
 
-inline size_t backward_shared_bytes(bool tiles, const WindowGeometry& g) {
-  if (tiles) {
-    const TileShape s = tile_shape(static_cast<int>(g.L), static_cast<int>(g.d));
+inline size_t backward_shared_bytes(KernelFamily family, const WindowGeometry& g) {
+  const int L = static_cast<int>(g.L), d = static_cast<int>(g.d);
+  if (family == KernelFamily::kMma) {
+    const MmaShape s = mma_shape(L, d);
+    return sizeof(uint32_t) * (4 * s.LP * s.row_w + 3 * s.DK * s.col_w + mma_backward_pd_words(s)) +
+           sizeof(float) * (2 * s.LP + 2 * g.table + 2 * g.d) + sizeof(int) * 3 * g.L;
+  }
+  if (family == KernelFamily::kTiles) {
+    const TileShape s = tile_shape(L, d);
     return sizeof(float) * (4 * s.Lp * s.rs + 2 * s.Lp * s.ps + 2 * s.Lp + 2 * g.table + 2 * g.d) +
            sizeof(int) * 3 * g.L;
   }
-  return sizeof(float) * (4 * g.L * padded_dim(static_cast<int>(g.d)) + 2 * g.L * g.L + 2 * g.table + 2 * g.d) +
-         sizeof(int) * 3 * g.L;
+  return sizeof(float) * (4 * g.L * padded_dim(d) + 2 * g.L * g.L + 2 * g.table + 2 * g.d) + sizeof(int) * 3 * g.L;
 }
 
 inline int64_t tile_count(const WindowGeometry& g) {
@@ -967,8 +1456,8 @@ std::tuple<at::Tensor, at::Tensor> window_attention_forward_impl(
   if (q.numel() == 0) return {out, lse};
   const int64_t blocks = tile_count(g);
   const Params p = make_params(g, scale, q, k, v, out, nullptr, k_pad, v_pad, rel_bias);
-  const bool tiles = use_tiles(family, g);
-  const size_t smem = forward_shared_bytes(tiles, g);
+  const KernelFamily runs = family_for(family, g, q.scalar_type());
+  const size_t smem = forward_shared_bytes(runs, g);
   HP_DISPATCH_CUDA_TYPES(q.scalar_type(), "window_attention_forward_cuda", [&] {
     const scalar_t* qp = q.const_data_ptr<scalar_t>();
     const scalar_t* kp = k.const_data_ptr<scalar_t>();
@@ -978,7 +1467,14 @@ std::tuple<at::Tensor, at::Tensor> window_attention_forward_impl(
     const scalar_t* bias = optional_ptr<scalar_t>(rel_bias);
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     float* lp = lse.mutable_data_ptr<float>();
-    if (tiles) {
+    if constexpr (!std::is_same<scalar_t, float>::value) {
+      if (runs == KernelFamily::kMma) {
+        launch(window_attention_forward_mma_kernel<scalar_t>, blocks, mma_threads(g), smem, "forward", p, qp, kp, vp,
+               kpad, vpad, bias, op, lp);
+        return;
+      }
+    }
+    if (runs == KernelFamily::kTiles) {
       launch(window_attention_forward_tiles_kernel<scalar_t>, blocks, tiles_threads(g), smem, "forward", p, qp, kp,
              vp, kpad, vpad, bias, op, lp);
       return;
@@ -1012,8 +1508,8 @@ window_attention_backward_impl(const Launch& launch, KernelFamily family, const 
   if (q.numel() > 0) {
     const int64_t blocks = tile_count(g);
     const Params p = make_params(g, scale, q, k, v, out, &grad_out, k_pad, v_pad, rel_bias);
-    const bool tiles = use_tiles(family, g);
-    const size_t smem = backward_shared_bytes(tiles, g);
+    const KernelFamily runs = family_for(family, g, q.scalar_type());
+    const size_t smem = backward_shared_bytes(runs, g);
     HP_DISPATCH_CUDA_TYPES(q.scalar_type(), "window_attention_backward_cuda", [&] {
       const scalar_t* gop = grad_out.const_data_ptr<scalar_t>();
       const scalar_t* qp = q.const_data_ptr<scalar_t>();
@@ -1030,7 +1526,14 @@ window_attention_backward_impl(const Launch& launch, KernelFamily family, const 
       float* gkp = gk_pad.mutable_data_ptr<float>();
       float* gvp = gv_pad.mutable_data_ptr<float>();
       float* gb = g_bias.mutable_data_ptr<float>();
-      if (tiles) {
+      if constexpr (!std::is_same<scalar_t, float>::value) {
+        if (runs == KernelFamily::kMma) {
+          launch(window_attention_backward_mma_kernel<scalar_t>, blocks, mma_threads(g), smem, "backward", p, gop,
+                 qp, kp, vp, op, lp, kpad, vpad, bias, gq, gk, gv, gkp, gvp, gb);
+          return;
+        }
+      }
+      if (runs == KernelFamily::kTiles) {
         launch(window_attention_backward_tiles_kernel<scalar_t>, blocks, tiles_threads(g), smem, "backward", p, gop,
                qp, kp, vp, op, lp, kpad, vpad, bias, gq, gk, gv, gkp, gvp, gb);
         return;

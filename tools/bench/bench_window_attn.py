@@ -9,8 +9,8 @@ Baselines (HRFormer "zeros" semantics, centre-padding grid, pad keys/values = k_
 Shapes: HRFormer-B branches (C 78/156/312/624, heads 2/4/8/16, 64x48/32x24/16x12/8x6) and
 HRFormer-S branch 0 (C 32, 1 head, 64x48). Prints medians of --repeats runs for forward and
 forward+backward, peak memory above the inputs on CUDA, and ratios (baseline time / op time,
-op memory / baseline memory). On CUDA every kernel family named by --kernels ("rows", "tiles";
-HIGHERPOSE_WINDOW_ATTENTION_KERNEL) is measured as its own implementation in the same rounds.
+op memory / baseline memory). On CUDA every kernel family named by --kernels ("rows", "tiles",
+"mma"; HIGHERPOSE_WINDOW_ATTENTION_KERNEL) is measured as its own implementation in the same rounds.
 
     python tools/bench/bench_window_attn.py --device cuda --batch 32 --repeats 20 --json out.json
     python tools/bench/bench_window_attn.py --device cpu --batch 1 --repeats 10
@@ -159,8 +159,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: elapsed time; cpu: CPU time of this process (steadier on a shared CPU)")
-    parser.add_argument("--kernels", default="rows,tiles",
-                        help="CUDA kernel families to measure, comma list of rows,tiles (CUDA only)")
+    parser.add_argument("--kernels", default="rows,tiles,mma",
+                        help="CUDA kernel families to measure, comma list of rows,tiles,mma (CUDA only; mma runs "
+                             "float16/bfloat16 and falls back to tiles for float32)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
 
@@ -180,8 +181,8 @@ def main(argv=None):
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if device.type == "cuda":
         families = [f for f in args.kernels.split(",") if f]
-        if not families or any(f not in ("rows", "tiles") for f in families):
-            parser.error(f"--kernels takes rows and/or tiles, got {args.kernels!r}")
+        if not families or any(f not in ("rows", "tiles", "mma") for f in families):
+            parser.error(f"--kernels takes rows, tiles and/or mma, got {args.kernels!r}")
         ops = {f"op-{f}": op_with_kernel(f) for f in families}
     else:
         ops = {"op": op_with_kernel(None)}  # the CPU kernels have no families

@@ -1,0 +1,86 @@
+// One tensor-core matrix multiply-accumulate, D = A B + C with A 16 x 16, B 16 x 8 (float16 or
+// bfloat16) and C, D 16 x 8 (float32): PTX mma.sync.aligned.m16n8k16.row.col on the GPU, a
+// warp-collective re-implementation in the block emulator. Fragments (g = lane / 4,
+// t = lane % 4; a 32-bit register holds two 16-bit values, the lower column / row first):
+//   a[0] = A[g][2t, 2t+1]      a[1] = A[g+8][2t, 2t+1]
+//   a[2] = A[g][2t+8, 2t+9]    a[3] = A[g+8][2t+8, 2t+9]
+//   b[0] = B[2t, 2t+1][g]      b[1] = B[2t+8, 2t+9][g]
+//   c[0], c[1] = C[g][2t, 2t+1]    c[2], c[3] = C[g+8][2t, 2t+1]   (D likewise)
+// Include after emulation/cuda_on_host.h.
+#pragma once
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <cstdint>
+#include <type_traits>
+
+namespace higherpose {
+
+// Two values rounded to T (float16 / bfloat16, nearest even) packed into one register.
+template <typename T>
+__host__ __device__ __forceinline__ uint32_t pack_pair(float low, float high) {
+  return static_cast<uint32_t>(T(low).x) | (static_cast<uint32_t>(T(high).x) << 16);
+}
+
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
+                                          const float (&c)[4]) {
+  static_assert(std::is_same<T, c10::Half>::value || std::is_same<T, c10::BFloat16>::value,
+                "mma_16816 takes float16 or bfloat16 operands");
+#if defined(__CUDACC__)
+  if constexpr (std::is_same<T, c10::BFloat16>::value) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%10, %11, %12, %13};\n"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),
+          "f"(c[3]));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%10, %11, %12, %13};\n"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),
+          "f"(c[3]));
+  }
+#else
+  // Gather every lane's fragments, rebuild A, B and C, and compute this lane's part of D.
+  uint32_t mine[10], all[32 * 10];
+  for (int i = 0; i < 4; ++i) mine[i] = a[i];
+  mine[4] = b[0];
+  mine[5] = b[1];
+  for (int i = 0; i < 4; ++i) std::memcpy(&mine[6 + i], &c[i], 4);
+  emu::warp_allgather(mine, 10, all);
+  auto value = [](uint32_t reg, int half) {
+    return static_cast<float>(T(static_cast<uint16_t>(reg >> (16 * half)), T::from_bits()));
+  };
+  float A[16][16], B[16][8], C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const uint32_t* w = all + 10 * l;
+    const int g = l / 4, t = l % 4;
+    for (int h = 0; h < 2; ++h) {
+      A[g][2 * t + h] = value(w[0], h);
+      A[g + 8][2 * t + h] = value(w[1], h);
+      A[g][2 * t + 8 + h] = value(w[2], h);
+      A[g + 8][2 * t + 8 + h] = value(w[3], h);
+      B[2 * t + h][g] = value(w[4], h);
+      B[2 * t + 8 + h][g] = value(w[5], h);
+    }
+    float cl[4];
+    std::memcpy(cl, w + 6, sizeof(cl));
+    C[g][2 * t] = cl[0];
+    C[g][2 * t + 1] = cl[1];
+    C[g + 8][2 * t] = cl[2];
+    C[g + 8][2 * t + 1] = cl[3];
+  }
+  const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, t = lane % 4;
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
+    double sum = C[row][col];
+    for (int k = 0; k < 16; ++k) sum += static_cast<double>(A[row][k]) * B[k][col];
+    d[e] = static_cast<float>(sum);
+  }
+#endif
+}
+
+}  // namespace higherpose
