@@ -1,7 +1,8 @@
-// One tensor-core matrix multiply-accumulate, D = A B + C with A 16 x 16, B 16 x 8 (float16 or
-// bfloat16) and C, D 16 x 8 (float32): PTX mma.sync.aligned.m16n8k16.row.col on the GPU, a
-// warp-collective re-implementation in the block emulator. Fragments (g = lane / 4,
-// t = lane % 4; a 32-bit register holds two 16-bit values, the lower column / row first):
+// Tensor-core matrix multiply-accumulates on the GPU (PTX mma.sync) and, in the block emulator,
+// warp-collective re-implementations with the same fragment layouts. mma_16816: D = A B + C with
+// A 16 x 16, B 16 x 8 (float16 or bfloat16) and C, D 16 x 8 (float32); mma_1688_tf32: the TF32
+// m16n8k8 form (below). mma_16816's fragments (g = lane / 4, t = lane % 4; a 32-bit register
+// holds two 16-bit values, the lower column / row first):
 //   a[0] = A[g][2t, 2t+1]      a[1] = A[g+8][2t, 2t+1]
 //   a[2] = A[g][2t+8, 2t+9]    a[3] = A[g+8][2t+8, 2t+9]
 //   b[0] = B[2t, 2t+1][g]      b[1] = B[2t+8, 2t+9][g]
@@ -12,6 +13,7 @@
 #include <c10/util/Half.h>
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 namespace higherpose {
@@ -78,6 +80,74 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
     const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
     double sum = C[row][col];
     for (int k = 0; k < 16; ++k) sum += static_cast<double>(A[row][k]) * B[k][col];
+    d[e] = static_cast<float>(sum);
+  }
+#endif
+}
+
+// TF32 (float32 with a 10-bit mantissa, nearest, ties away from zero) of x, as float32 bits.
+__host__ __device__ __forceinline__ uint32_t to_tf32(float x) {
+#if defined(__CUDA_ARCH__)
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  if ((bits & 0x7f800000u) != 0x7f800000u) bits = (bits + 0x1000u) & ~0x1fffu;  // finite: round the magnitude
+  return bits;
+#endif
+}
+
+// D = A B + C with A 16 x 8, B 8 x 8 in TF32 (float32 registers), C, D 16 x 8 float32: PTX
+// mma.sync.aligned.m16n8k8.row.col with .tf32 operands. Fragments (g = lane / 4, t = lane % 4):
+//   a[0] = A[g][t]  a[1] = A[g+8][t]  a[2] = A[g][t+4]  a[3] = A[g+8][t+4]
+//   b[0] = B[t][g]  b[1] = B[t+4][g]
+//   c[0], c[1] = C[g][2t, 2t+1]    c[2], c[3] = C[g+8][2t, 2t+1]   (D likewise)
+__device__ __forceinline__ void mma_1688_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
+                                              const float (&c)[4]) {
+#if defined(__CUDACC__)
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%10, %11, %12, %13};\n"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),
+        "f"(c[3]));
+#else
+  uint32_t mine[10], all[32 * 10];
+  for (int i = 0; i < 4; ++i) mine[i] = a[i];
+  mine[4] = b[0];
+  mine[5] = b[1];
+  for (int i = 0; i < 4; ++i) std::memcpy(&mine[6 + i], &c[i], 4);
+  emu::warp_allgather(mine, 10, all);
+  auto value = [](uint32_t reg) {  // the hardware reads the TF32 part: the low 13 bits are ignored
+    reg &= ~0x1fffu;
+    float f;
+    std::memcpy(&f, &reg, 4);
+    return f;
+  };
+  float A[16][8], B[8][8], C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const uint32_t* w = all + 10 * l;
+    const int g = l / 4, t = l % 4;
+    A[g][t] = value(w[0]);
+    A[g + 8][t] = value(w[1]);
+    A[g][t + 4] = value(w[2]);
+    A[g + 8][t + 4] = value(w[3]);
+    B[t][g] = value(w[4]);
+    B[t + 4][g] = value(w[5]);
+    float cl[4];
+    std::memcpy(cl, w + 6, sizeof(cl));
+    C[g][2 * t] = cl[0];
+    C[g][2 * t + 1] = cl[1];
+    C[g + 8][2 * t] = cl[2];
+    C[g + 8][2 * t + 1] = cl[3];
+  }
+  const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, t = lane % 4;
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
+    double sum = C[row][col];
+    for (int k = 0; k < 8; ++k) sum += static_cast<double>(A[row][k]) * B[k][col];
     d[e] = static_cast<float>(sum);
   }
 #endif

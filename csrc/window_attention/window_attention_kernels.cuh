@@ -21,8 +21,8 @@
 // accumulators per thread and no shuffles in the inner loops. The softmax is one warp per row.
 // Loads and stores go one warp per window row, consecutive lanes on consecutive channels.
 //
-// "mma" (float16 / bfloat16, windows of up to 64 positions, head_dim up to 64): the products on
-// tensor cores, FlashAttention-2 style (see the section below).
+// "mma" (windows of up to 64 positions, head_dim up to 64): the products on tensor cores,
+// FlashAttention-2 style; float32 as three TF32 products (see the section below).
 //
 // Common to all: padded cells read k_pad / v_pad ("zeros" mode) or are left out ("mask");
 // queries outside the image are skipped (their outputs would be cropped away); the reductions
@@ -836,14 +836,16 @@ __global__ void __launch_bounds__(kTilesMaxThreads) window_attention_backward_ti
 }
 
 // ---------------------------------------------------------------------------------------------
-// "mma" kernels (float16 / bfloat16, windows of up to 64 positions, head_dim up to 64): the
-// products run on tensor cores (mma.m16n8k16, fp32 accumulation, see emulation/mma.h). A block
-// has LP / 16 warps; in the forward and the first backward phase warp w owns queries
-// 16w .. 16w + 15, and its logits, softmax, dS and dQ stay in registers (as in FlashAttention-2);
-// in the second backward phase warp w owns keys 16w .. 16w + 15 (dK, dV) and reads P^T and dS^T,
-// which the first phase left in shared memory. Tiles hold raw 16-bit values, zero in every
-// padding row and column, so the padded products add nothing. Row strides (in 32-bit words) are
-// 4 mod 8, which makes the fragment loads of a warp hit 32 distinct banks.
+// "mma" kernels (windows of up to 64 positions, head_dim up to 64): the products run on tensor
+// cores with fp32 accumulation (see emulation/mma.h): float16 / bfloat16 on mma.m16n8k16, float32
+// as three TF32 m16n8k8 products per step (big * big + big * small + small * big, where x = big +
+// small and both parts are TF32; this keeps about float32 accuracy). A block has LP / 16 warps;
+// in the forward and the first backward phase warp w owns queries 16w .. 16w + 15, and its
+// logits, softmax, dS and dQ stay in registers (as in FlashAttention-2); in the second backward
+// phase warp w owns keys 16w .. 16w + 15 (dK, dV) and reads P^T and dS^T, which the first phase
+// left in shared memory. Tiles hold raw 16- or 32-bit values in 32-bit words, zero in every
+// padding row and column, so the padded products add nothing. Row strides (in words) are 4 mod 8,
+// which makes the fragment loads of a warp hit 32 distinct banks.
 
 constexpr int kMmaMaxL = 64;  // window positions (7 x 7, 8 x 8)
 constexpr int kMmaMaxD = 64;  // head_dim
@@ -851,18 +853,19 @@ constexpr int kMmaMaxN = 8;   // 8-wide column tiles of a warp's 16-row strip (6
 
 struct MmaShape {
   int LP;     // positions padded to a multiple of 16
-  int DK;     // channels padded to a multiple of 16
+  int DK;     // channels padded to a multiple of the k-step
   int row_w;  // words per row of a [LP, DK] tile
   int col_w;  // words per row of a [DK, LP] or [LP, LP] tile
   int warps;  // LP / 16
 };
 
-__host__ __device__ inline MmaShape mma_shape(int L, int d) {
+// per_word: values per 32-bit word (2 for 16-bit types, 1 for float32); step: k per mma.
+__host__ __device__ inline MmaShape mma_shape(int L, int d, int per_word, int step) {
   MmaShape s;
   s.LP = (L + 15) / 16 * 16;
-  s.DK = (d + 15) / 16 * 16;
-  s.row_w = s.DK / 2 + 4;
-  s.col_w = s.LP / 2 + 4;
+  s.DK = (d + step - 1) / step * step;
+  s.row_w = s.DK / per_word + 4;
+  s.col_w = s.LP / per_word + 4;
   s.warps = s.LP / 16;
   return s;
 }
@@ -873,17 +876,14 @@ __host__ __device__ inline int mma_backward_pd_words(const MmaShape& s) {
   return pd > o ? pd : o;
 }
 
-// The raw 16 bits of element (row, col) of a tile whose rows are `row_w` words long.
-__device__ __forceinline__ void put_half(uint32_t* tile, int row_w, int row, int col, uint16_t bits) {
-  reinterpret_cast<uint16_t*>(tile)[row * 2 * row_w + col] = bits;
+// Element (row, col) of a tile whose rows are w words long, written as raw bits.
+template <typename Bits>
+__device__ __forceinline__ void put_element(uint32_t* tile, int w, int row, int col, Bits bits) {
+  constexpr int per_word = static_cast<int>(sizeof(uint32_t) / sizeof(Bits));
+  reinterpret_cast<Bits*>(tile)[row * w * per_word + col] = bits;
 }
 
-template <typename scalar_t>
-__device__ __forceinline__ uint16_t bits_of(scalar_t x) {
-  return x.x;
-}
-
-// A fragment (16 x 16) at rows m0.., columns 16 kk.. of a tile with rows of `w` words.
+// A fragment at rows m0.., k-step kk (words 8 kk ..) of a tile with rows of `w` words.
 __device__ __forceinline__ void load_a(uint32_t (&a)[4], const uint32_t* tile, int w, int m0, int kk) {
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const uint32_t* r0 = tile + (m0 + g) * w + 8 * kk + t;
@@ -894,7 +894,7 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[4], const uint32_t* tile, i
   a[3] = r1[4];
 }
 
-// B fragment (16 x 8) whose column n is row n0 + n of the tile, rows 16 kk.. its columns.
+// B fragment whose column n is row n0 + n of the tile, k-step kk (words 8 kk ..).
 __device__ __forceinline__ void load_b(uint32_t (&b)[2], const uint32_t* tile, int w, int n0, int kk) {
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const uint32_t* r = tile + (n0 + g) * w + 8 * kk + t;
@@ -902,13 +902,87 @@ __device__ __forceinline__ void load_b(uint32_t (&b)[2], const uint32_t* tile, i
   b[1] = r[4];
 }
 
-// A fragment of columns 16 kk.. of a 16-row strip held as accumulators (n-tiles 2 kk, 2 kk + 1).
-template <typename T>
-__device__ __forceinline__ void accumulators_to_a(uint32_t (&a)[4], const float (&acc)[kMmaMaxN][4], int kk) {
-  a[0] = pack_pair<T>(acc[2 * kk][0], acc[2 * kk][1]);
-  a[1] = pack_pair<T>(acc[2 * kk][2], acc[2 * kk][3]);
-  a[2] = pack_pair<T>(acc[2 * kk + 1][0], acc[2 * kk + 1][1]);
-  a[3] = pack_pair<T>(acc[2 * kk + 1][2], acc[2 * kk + 1][3]);
+// How the mma kernels store and multiply scalar_t (float16 / bfloat16 here, float32 below).
+template <typename scalar_t>
+struct MmaOps {
+  static constexpr int kPerWord = 2, kStep = 16;
+  using Bits = uint16_t;
+  static __device__ __forceinline__ Bits bits(scalar_t x) { return x.x; }
+  static __device__ __forceinline__ Bits encode(float x) { return scalar_t(x).x; }
+  static __device__ __forceinline__ float decode(Bits b) {
+    return static_cast<float>(scalar_t(b, scalar_t::from_bits()));
+  }
+  static __device__ __forceinline__ void mma(float (&acc)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    mma_16816<scalar_t>(acc, a, b, acc);
+  }
+  // A fragment of k-step kk (columns 16 kk ..) of a 16-row strip held as accumulators: n-tiles
+  // 2 kk and 2 kk + 1, rounded to scalar_t.
+  static __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&acc)[kMmaMaxN][4], int kk) {
+    a[0] = pack_pair<scalar_t>(acc[2 * kk][0], acc[2 * kk][1]);
+    a[1] = pack_pair<scalar_t>(acc[2 * kk][2], acc[2 * kk][3]);
+    a[2] = pack_pair<scalar_t>(acc[2 * kk + 1][0], acc[2 * kk + 1][1]);
+    a[3] = pack_pair<scalar_t>(acc[2 * kk + 1][2], acc[2 * kk + 1][3]);
+  }
+  // The B fragment that pairs with acc_to_a's A (column n of B = row n0 + n of the tile).
+  static __device__ __forceinline__ void load_b_acc(uint32_t (&b)[2], const uint32_t* tile, int w, int n0, int kk) {
+    load_b(b, tile, w, n0, kk);
+  }
+};
+
+template <>
+struct MmaOps<float> {
+  static constexpr int kPerWord = 1, kStep = 8;
+  using Bits = uint32_t;
+  static __device__ __forceinline__ Bits bits(float x) { return as_bits(x); }
+  static __device__ __forceinline__ Bits encode(float x) { return as_bits(x); }
+  static __device__ __forceinline__ float decode(Bits b) {
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+  }
+  static __device__ __forceinline__ uint32_t as_bits(float x) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    return b;
+  }
+  // Three TF32 products, small terms first: A_small B_big + A_big B_small + A_big B_big.
+  static __device__ __forceinline__ void mma(float (&acc)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    uint32_t a_big[4], a_small[4], b_big[2], b_small[2];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float x = decode(a[i]);
+      a_big[i] = to_tf32(x);
+      a_small[i] = to_tf32(x - decode(a_big[i]));
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const float x = decode(b[i]);
+      b_big[i] = to_tf32(x);
+      b_small[i] = to_tf32(x - decode(b_big[i]));
+    }
+    mma_1688_tf32(acc, a_small, b_big, acc);
+    mma_1688_tf32(acc, a_big, b_small, acc);
+    mma_1688_tf32(acc, a_big, b_big, acc);
+  }
+  // k-step kk is n-tile kk of the strip. The lane holds its keys 2t, 2t + 1, which serve as the
+  // A slots t and t + 4; load_b_acc puts B's rows in the same order.
+  static __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&acc)[kMmaMaxN][4], int kk) {
+    a[0] = as_bits(acc[kk][0]);
+    a[1] = as_bits(acc[kk][2]);
+    a[2] = as_bits(acc[kk][1]);
+    a[3] = as_bits(acc[kk][3]);
+  }
+  static __device__ __forceinline__ void load_b_acc(uint32_t (&b)[2], const uint32_t* tile, int w, int n0, int kk) {
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const uint32_t* r = tile + (n0 + g) * w + 8 * kk + 2 * t;
+    b[0] = r[0];
+    b[1] = r[1];
+  }
+};
+
+template <typename scalar_t>
+__host__ __device__ inline MmaShape mma_shape_of(int L, int d) {
+  return mma_shape(L, d, MmaOps<scalar_t>::kPerWord, MmaOps<scalar_t>::kStep);
 }
 
 __device__ __forceinline__ void clear(float (&acc)[kMmaMaxN][4]) {
@@ -920,7 +994,7 @@ __device__ __forceinline__ void clear(float (&acc)[kMmaMaxN][4]) {
 
 // acc[n] += A(strip) B(n-tile n) for n < n_tiles, over k_steps steps of 16: A from a tile with
 // rows of a_w words starting at row m0, B from a tile whose row n0 + j is column j.
-template <typename T>
+template <typename scalar_t>
 __device__ __forceinline__ void strip_product(float (&acc)[kMmaMaxN][4], const uint32_t* a_tile, int a_w, int m0,
                                               const uint32_t* b_tile, int b_w, int k_steps, int n_tiles) {
   for (int kk = 0; kk < k_steps; ++kk) {
@@ -931,7 +1005,7 @@ __device__ __forceinline__ void strip_product(float (&acc)[kMmaMaxN][4], const u
       if (n < n_tiles) {
         uint32_t b[2];
         load_b(b, b_tile, b_w, 8 * n, kk);
-        mma_16816<T>(acc[n], a, b, acc[n]);
+        MmaOps<scalar_t>::mma(acc[n], a, b);
       }
     }
   }
@@ -949,7 +1023,7 @@ __device__ __forceinline__ float quad_max(float x) {
 }
 
 // One tensor to load into mma tiles: dst [LP, DK] (row_w words per row) and / or dst_t [DK, LP]
-// (transposed, col_w words per row), raw 16-bit values; padded cells read pad (zeros when null).
+// (transposed, col_w words per row), raw bits; padded cells read pad (zeros when null).
 template <typename scalar_t>
 struct MmaSource {
   const scalar_t* data;
@@ -968,7 +1042,8 @@ __device__ void load_mma_tiles(const MmaShape& s, int L, int d, const MmaSource<
                                int64_t c0, const int* cy, const int* cx) {
   const int n = s.LP * s.DK;
   for (int first = threadIdx.x; first < n; first += kLoadUnroll * blockDim.x) {
-    uint16_t bits[kLoadUnroll][N];
+    using Ops = MmaOps<scalar_t>;
+    typename Ops::Bits bits[kLoadUnroll][N];
     int row[kLoadUnroll], col[kLoadUnroll];
 #pragma unroll
     for (int u = 0; u < kLoadUnroll; ++u) {  // all loads first ...
@@ -979,12 +1054,12 @@ __device__ void load_mma_tiles(const MmaShape& s, int L, int d, const MmaSource<
       const int y = live ? cy[row[u]] : -1, x = live ? cx[row[u]] : 0;
 #pragma unroll
       for (int t = 0; t < N; ++t) {
-        uint16_t value = 0;
+        typename Ops::Bits value = 0;
         if (y >= 0) {
           const int64_t* st = src[t].stride;
-          value = bits_of(src[t].data[b * st[0] + y * st[1] + x * st[2] + (c0 + col[u]) * st[3]]);
+          value = Ops::bits(src[t].data[b * st[0] + y * st[1] + x * st[2] + (c0 + col[u]) * st[3]]);
         } else if (live && src[t].pad != nullptr) {
-          value = bits_of(src[t].pad[(c0 + col[u]) * src[t].pad_stride]);
+          value = Ops::bits(src[t].pad[(c0 + col[u]) * src[t].pad_stride]);
         }
         bits[u][t] = value;
       }
@@ -994,8 +1069,8 @@ __device__ void load_mma_tiles(const MmaShape& s, int L, int d, const MmaSource<
       if (first + u * blockDim.x >= n) continue;
 #pragma unroll
       for (int t = 0; t < N; ++t) {
-        if (src[t].dst != nullptr) put_half(src[t].dst, s.row_w, row[u], col[u], bits[u][t]);
-        if (src[t].dst_t != nullptr) put_half(src[t].dst_t, s.col_w, col[u], row[u], bits[u][t]);
+        if (src[t].dst != nullptr) put_element(src[t].dst, s.row_w, row[u], col[u], bits[u][t]);
+        if (src[t].dst_t != nullptr) put_element(src[t].dst_t, s.col_w, col[u], row[u], bits[u][t]);
       }
     }
   }
@@ -1011,7 +1086,8 @@ __global__ void __launch_bounds__(kMmaMaxL * 2)
                                         float* __restrict__ lse) {
   HP_DYNAMIC_SHARED(float4, smem4);
   const int L = p.L, d = p.d;
-  const MmaShape s = mma_shape(L, d);
+  using Ops = MmaOps<scalar_t>;
+  const MmaShape s = mma_shape_of<scalar_t>(L, d);
   uint32_t* qs = reinterpret_cast<uint32_t*>(smem4);  // [LP, DK] queries
   uint32_t* ks = qs + s.LP * s.row_w;                 // [LP, DK] keys
   uint32_t* vt = ks + s.LP * s.row_w;                 // [DK, LP] values, transposed
@@ -1035,10 +1111,10 @@ __global__ void __launch_bounds__(kMmaMaxL * 2)
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
   const int m0 = 16 * warp;
-  const int key_tiles = s.LP / 8, channel_tiles = s.DK / 8;
+  const int key_tiles = s.LP / 8, channel_tiles = (d + 7) / 8;
   float acc[kMmaMaxN][4];
   clear(acc);
-  strip_product<scalar_t>(acc, qs, s.row_w, m0, ks, s.row_w, s.DK / 16, key_tiles);
+  strip_product<scalar_t>(acc, qs, s.row_w, m0, ks, s.row_w, s.DK / Ops::kStep, key_tiles);
 
   // Logits (scale, bias, -inf where the pair does not count) and the softmax of the two rows
   // m0 + g and m0 + g + 8 this lane holds part of.
@@ -1084,15 +1160,18 @@ __global__ void __launch_bounds__(kMmaMaxL * 2)
   // O = P V / sum, P from the registers.
   float o[kMmaMaxN][4];
   clear(o);
-  for (int kk = 0; kk < s.LP / 16; ++kk) {
+  // Unrolled to its compile-time bound, so the accumulator arrays stay in registers.
+#pragma unroll
+  for (int kk = 0; kk < kMmaMaxL / Ops::kStep; ++kk) {
+    if (kk >= s.LP / Ops::kStep) break;
     uint32_t a[4];
-    accumulators_to_a<scalar_t>(a, acc, kk);
+    Ops::acc_to_a(a, acc, kk);
 #pragma unroll
     for (int n = 0; n < kMmaMaxN; ++n) {
       if (n < channel_tiles) {
         uint32_t bf[2];
-        load_b(bf, vt, s.col_w, 8 * n, kk);
-        mma_16816<scalar_t>(o[n], a, bf, o[n]);
+        Ops::load_b_acc(bf, vt, s.col_w, 8 * n, kk);
+        Ops::mma(o[n], a, bf);
       }
     }
   }
@@ -1126,7 +1205,8 @@ __global__ void __launch_bounds__(kMmaMaxL * 2) window_attention_backward_mma_ke
     float* __restrict__ grad_k_pad, float* __restrict__ grad_v_pad, float* __restrict__ grad_bias) {
   HP_DYNAMIC_SHARED(float4, smem4);
   const int L = p.L, d = p.d;
-  const MmaShape s = mma_shape(L, d);
+  using Ops = MmaOps<scalar_t>;
+  const MmaShape s = mma_shape_of<scalar_t>(L, d);
   uint32_t* qs = reinterpret_cast<uint32_t*>(smem4);  // [LP, DK] queries
   uint32_t* ks = qs + s.LP * s.row_w;                 // [LP, DK] keys
   uint32_t* vs = ks + s.LP * s.row_w;                 // [LP, DK] values
@@ -1172,18 +1252,17 @@ __global__ void __launch_bounds__(kMmaMaxL * 2) window_attention_backward_mma_ke
   __syncthreads();
   // D per query from the shared tiles (the 16-bit values the forward wrote), one warp per row.
   for (int j = warp; j < s.LP; j += warps) {
-    const uint16_t* go_row = reinterpret_cast<const uint16_t*>(gos + j * s.row_w);
-    const uint16_t* o_row = reinterpret_cast<const uint16_t*>(out_tile + j * s.row_w);
+    using Bits = typename Ops::Bits;
+    const Bits* go_row = reinterpret_cast<const Bits*>(gos + j * s.row_w);
+    const Bits* o_row = reinterpret_cast<const Bits*>(out_tile + j * s.row_w);
     float dot = 0.f;
-    for (int c = lane; c < d; c += 32)
-      dot += static_cast<float>(scalar_t(go_row[c], scalar_t::from_bits())) *
-             static_cast<float>(scalar_t(o_row[c], scalar_t::from_bits()));
+    for (int c = lane; c < d; c += 32) dot += Ops::decode(go_row[c]) * Ops::decode(o_row[c]);
     dot = warp_sum(dot);
     if (lane == 0) delta[j] = dot;
   }
   __syncthreads();
 
-  const int key_tiles = s.LP / 8, channel_tiles = s.DK / 8, k_steps = s.DK / 16;
+  const int key_tiles = s.LP / 8, channel_tiles = (d + 7) / 8, k_steps = s.DK / Ops::kStep;
   {
     // Phase 1, warp w owns queries m0 .. m0 + 15: P, dS, dQ; P^T and dS^T to shared memory.
     const int m0 = 16 * warp;
@@ -1196,8 +1275,6 @@ __global__ void __launch_bounds__(kMmaMaxL * 2) window_attention_backward_mma_ke
     bool query[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) query[h] = rows[h] < L && cy[rows[h]] >= 0;
-    uint16_t* pt16 = reinterpret_cast<uint16_t*>(pt);
-    uint16_t* dst16 = reinterpret_cast<uint16_t*>(dst);
 #pragma unroll
     for (int n = 0; n < kMmaMaxN; ++n) {
       if (n >= key_tiles) break;
@@ -1215,22 +1292,24 @@ __global__ void __launch_bounds__(kMmaMaxL * 2) window_attention_backward_mma_ke
         }
         sc[n][e] = pr;
         dp[n][e] = dsv;
-        pt16[j * 2 * s.col_w + i] = scalar_t(pr).x;
-        dst16[j * 2 * s.col_w + i] = scalar_t(dsv).x;
+        put_element(pt, s.col_w, j, i, Ops::encode(pr));
+        put_element(dst, s.col_w, j, i, Ops::encode(dsv));
       }
     }
     // dQ = scale dS K (K^T tile: its row c is column c of the product).
     float dq[kMmaMaxN][4];
     clear(dq);
-    for (int kk = 0; kk < s.LP / 16; ++kk) {
+#pragma unroll
+    for (int kk = 0; kk < kMmaMaxL / Ops::kStep; ++kk) {  // compile-time bound: dp stays in registers
+      if (kk >= s.LP / Ops::kStep) break;
       uint32_t a[4];
-      accumulators_to_a<scalar_t>(a, dp, kk);
+      Ops::acc_to_a(a, dp, kk);
 #pragma unroll
       for (int n = 0; n < kMmaMaxN; ++n) {
         if (n < channel_tiles) {
           uint32_t bf[2];
-          load_b(bf, kt, s.col_w, 8 * n, kk);
-          mma_16816<scalar_t>(dq[n], a, bf, dq[n]);
+          Ops::load_b_acc(bf, kt, s.col_w, 8 * n, kk);
+          Ops::mma(dq[n], a, bf);
         }
       }
     }
@@ -1258,8 +1337,8 @@ __global__ void __launch_bounds__(kMmaMaxL * 2) window_attention_backward_mma_ke
     float dv[kMmaMaxN][4], dk[kMmaMaxN][4];
     clear(dv);
     clear(dk);
-    strip_product<scalar_t>(dv, pt, s.col_w, m0, got, s.col_w, s.LP / 16, channel_tiles);
-    strip_product<scalar_t>(dk, dst, s.col_w, m0, qt, s.col_w, s.LP / 16, channel_tiles);
+    strip_product<scalar_t>(dv, pt, s.col_w, m0, got, s.col_w, s.LP / Ops::kStep, channel_tiles);
+    strip_product<scalar_t>(dk, dst, s.col_w, m0, qt, s.col_w, s.LP / Ops::kStep, channel_tiles);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int j = m0 + g + 8 * h;
@@ -1388,18 +1467,17 @@ inline KernelFamily kernel_family(const std::string& name, const char* where) {
   return KernelFamily::kRows;
 }
 
-// The family that runs a call: mma takes float16 / bfloat16 with windows of up to 64 positions
-// and head_dim up to 64, tiles windows of up to 64 positions; anything else falls back (mma ->
-// tiles -> rows).
-inline KernelFamily family_for(KernelFamily requested, const WindowGeometry& g, at::ScalarType dtype) {
-  const bool half = dtype == at::kHalf || dtype == at::kBFloat16;
-  if (requested == KernelFamily::kMma && half && g.L <= kMmaMaxL && g.d <= kMmaMaxD) return KernelFamily::kMma;
+// The family that runs a call: mma takes windows of up to 64 positions and head_dim up to 64,
+// tiles windows of up to 64 positions; anything else falls back (mma -> tiles -> rows).
+inline KernelFamily family_for(KernelFamily requested, const WindowGeometry& g) {
+  if (requested == KernelFamily::kMma && g.L <= kMmaMaxL && g.d <= kMmaMaxD) return KernelFamily::kMma;
   if (requested != KernelFamily::kRows && g.L <= kTilesMaxL) return KernelFamily::kTiles;
   return KernelFamily::kRows;
 }
 
-inline int mma_threads(const WindowGeometry& g) {
-  return 32 * mma_shape(static_cast<int>(g.L), static_cast<int>(g.d)).warps;
+inline MmaShape mma_shape_for(const WindowGeometry& g, at::ScalarType dtype) {
+  const int L = static_cast<int>(g.L), d = static_cast<int>(g.d);
+  return dtype == at::kFloat ? mma_shape_of<float>(L, d) : mma_shape_of<c10::Half>(L, d);
 }
 
 inline int tiles_threads(const WindowGeometry& g) {
@@ -1409,10 +1487,10 @@ inline int tiles_threads(const WindowGeometry& g) {
 }
 
 // Dynamic shared memory of each kernel (the layouts are listed at the top of each kernel).
-inline size_t forward_shared_bytes(KernelFamily family, const WindowGeometry& g) {
+inline size_t forward_shared_bytes(KernelFamily family, const WindowGeometry& g, at::ScalarType dtype) {
   const int L = static_cast<int>(g.L), d = static_cast<int>(g.d);
   if (family == KernelFamily::kMma) {
-    const MmaShape s = mma_shape(L, d);
+    const MmaShape s = mma_shape_for(g, dtype);
     return sizeof(uint32_t) * (2 * s.LP * s.row_w + s.DK * s.col_w) + sizeof(int) * 3 * g.L +
            sizeof(float) * g.table;
   }
@@ -1423,10 +1501,10 @@ inline size_t forward_shared_bytes(KernelFamily family, const WindowGeometry& g)
   return sizeof(float) * (3 * g.L * padded_dim(d) + g.table) + sizeof(int) * 3 * g.L;
 }
 
-inline size_t backward_shared_bytes(KernelFamily family, const WindowGeometry& g) {
+inline size_t backward_shared_bytes(KernelFamily family, const WindowGeometry& g, at::ScalarType dtype) {
   const int L = static_cast<int>(g.L), d = static_cast<int>(g.d);
   if (family == KernelFamily::kMma) {
-    const MmaShape s = mma_shape(L, d);
+    const MmaShape s = mma_shape_for(g, dtype);
     return sizeof(uint32_t) * (4 * s.LP * s.row_w + 3 * s.DK * s.col_w + mma_backward_pd_words(s)) +
            sizeof(float) * (2 * s.LP + 2 * g.table + 2 * g.d) + sizeof(int) * 3 * g.L;
   }
@@ -1456,8 +1534,8 @@ std::tuple<at::Tensor, at::Tensor> window_attention_forward_impl(
   if (q.numel() == 0) return {out, lse};
   const int64_t blocks = tile_count(g);
   const Params p = make_params(g, scale, q, k, v, out, nullptr, k_pad, v_pad, rel_bias);
-  const KernelFamily runs = family_for(family, g, q.scalar_type());
-  const size_t smem = forward_shared_bytes(runs, g);
+  const KernelFamily runs = family_for(family, g);
+  const size_t smem = forward_shared_bytes(runs, g, q.scalar_type());
   HP_DISPATCH_CUDA_TYPES(q.scalar_type(), "window_attention_forward_cuda", [&] {
     const scalar_t* qp = q.const_data_ptr<scalar_t>();
     const scalar_t* kp = k.const_data_ptr<scalar_t>();
@@ -1467,12 +1545,10 @@ std::tuple<at::Tensor, at::Tensor> window_attention_forward_impl(
     const scalar_t* bias = optional_ptr<scalar_t>(rel_bias);
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     float* lp = lse.mutable_data_ptr<float>();
-    if constexpr (!std::is_same<scalar_t, float>::value) {
-      if (runs == KernelFamily::kMma) {
-        launch(window_attention_forward_mma_kernel<scalar_t>, blocks, mma_threads(g), smem, "forward", p, qp, kp, vp,
-               kpad, vpad, bias, op, lp);
-        return;
-      }
+    if (runs == KernelFamily::kMma) {
+      launch(window_attention_forward_mma_kernel<scalar_t>, blocks, 32 * mma_shape_for(g, q.scalar_type()).warps,
+             smem, "forward", p, qp, kp, vp, kpad, vpad, bias, op, lp);
+      return;
     }
     if (runs == KernelFamily::kTiles) {
       launch(window_attention_forward_tiles_kernel<scalar_t>, blocks, tiles_threads(g), smem, "forward", p, qp, kp,
@@ -1508,8 +1584,8 @@ window_attention_backward_impl(const Launch& launch, KernelFamily family, const 
   if (q.numel() > 0) {
     const int64_t blocks = tile_count(g);
     const Params p = make_params(g, scale, q, k, v, out, &grad_out, k_pad, v_pad, rel_bias);
-    const KernelFamily runs = family_for(family, g, q.scalar_type());
-    const size_t smem = backward_shared_bytes(runs, g);
+    const KernelFamily runs = family_for(family, g);
+    const size_t smem = backward_shared_bytes(runs, g, q.scalar_type());
     HP_DISPATCH_CUDA_TYPES(q.scalar_type(), "window_attention_backward_cuda", [&] {
       const scalar_t* gop = grad_out.const_data_ptr<scalar_t>();
       const scalar_t* qp = q.const_data_ptr<scalar_t>();
@@ -1526,12 +1602,10 @@ window_attention_backward_impl(const Launch& launch, KernelFamily family, const 
       float* gkp = gk_pad.mutable_data_ptr<float>();
       float* gvp = gv_pad.mutable_data_ptr<float>();
       float* gb = g_bias.mutable_data_ptr<float>();
-      if constexpr (!std::is_same<scalar_t, float>::value) {
-        if (runs == KernelFamily::kMma) {
-          launch(window_attention_backward_mma_kernel<scalar_t>, blocks, mma_threads(g), smem, "backward", p, gop,
-                 qp, kp, vp, op, lp, kpad, vpad, bias, gq, gk, gv, gkp, gvp, gb);
-          return;
-        }
+      if (runs == KernelFamily::kMma) {
+        launch(window_attention_backward_mma_kernel<scalar_t>, blocks, 32 * mma_shape_for(g, q.scalar_type()).warps,
+               smem, "backward", p, gop, qp, kp, vp, op, lp, kpad, vpad, bias, gq, gk, gv, gkp, gvp, gb);
+        return;
       }
       if (runs == KernelFamily::kTiles) {
         launch(window_attention_backward_tiles_kernel<scalar_t>, blocks, tiles_threads(g), smem, "backward", p, gop,

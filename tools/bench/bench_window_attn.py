@@ -160,8 +160,7 @@ def main(argv=None):
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: elapsed time; cpu: CPU time of this process (steadier on a shared CPU)")
     parser.add_argument("--kernels", default="rows,tiles,mma",
-                        help="CUDA kernel families to measure, comma list of rows,tiles,mma (CUDA only; mma runs "
-                             "float16/bfloat16 and falls back to tiles for float32)")
+                        help="CUDA kernel families to measure, comma list of rows,tiles,mma (CUDA only)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
 
