@@ -870,12 +870,6 @@ __host__ __device__ inline MmaShape mma_shape(int L, int d, int per_word, int st
   return s;
 }
 
-// Words of the backward's P^T / dS^T area, which first holds the [LP, DK] output tile.
-__host__ __device__ inline int mma_backward_pd_words(const MmaShape& s) {
-  const int pd = 2 * s.LP * s.col_w, o = s.LP * s.row_w;
-  return pd > o ? pd : o;
-}
-
 // Element (row, col) of a tile whose rows are w words long, written as raw bits.
 template <typename Bits>
 __device__ __forceinline__ void put_element(uint32_t* tile, int w, int row, int col, Bits bits) {
@@ -1034,23 +1028,27 @@ struct MmaSource {
   uint32_t* dst_t;
 };
 
-// Fills the tiles of N tensors, zeros in every padding row and column. Consecutive threads take
-// consecutive channels of a window row (coalesced); each thread keeps kLoadUnroll elements of
-// every tensor in flight.
+// Fills the tiles of N tensors, zeros in every padding row and column. Work items are (tile row,
+// 32-column chunk) pairs, one per warp with consecutive lanes on consecutive channels (coalesced);
+// every warp keeps kLoadUnroll items in flight. With dot_with, also adds
+// sum_c src[N - 1](j, c) * dot_with(j, c) to delta[j] (zeroed before) for every window row j.
 template <typename scalar_t, int N>
 __device__ void load_mma_tiles(const MmaShape& s, int L, int d, const MmaSource<scalar_t> (&src)[N], int64_t b,
-                               int64_t c0, const int* cy, const int* cx) {
-  const int n = s.LP * s.DK;
-  for (int first = threadIdx.x; first < n; first += kLoadUnroll * blockDim.x) {
-    using Ops = MmaOps<scalar_t>;
+                               int64_t c0, const int* cy, const int* cx, const scalar_t* __restrict__ dot_with,
+                               const int64_t* dot_stride, float* delta) {
+  using Ops = MmaOps<scalar_t>;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const int chunks = (s.DK + 31) / 32, items = s.LP * chunks;
+  for (int first = warp; first < items; first += kLoadUnroll * warps) {
     typename Ops::Bits bits[kLoadUnroll][N];
+    float dot[kLoadUnroll];
     int row[kLoadUnroll], col[kLoadUnroll];
 #pragma unroll
     for (int u = 0; u < kLoadUnroll; ++u) {  // all loads first ...
-      const int idx = first + u * blockDim.x;
-      row[u] = idx / s.DK;
-      col[u] = idx - row[u] * s.DK;
-      const bool live = idx < n && row[u] < L && col[u] < d;
+      const int item = first + u * warps;
+      row[u] = item / chunks;
+      col[u] = lane + 32 * (item - row[u] * chunks);
+      const bool live = item < items && row[u] < L && col[u] < d;
       const int y = live ? cy[row[u]] : -1, x = live ? cx[row[u]] : 0;
 #pragma unroll
       for (int t = 0; t < N; ++t) {
@@ -1063,17 +1061,31 @@ __device__ void load_mma_tiles(const MmaShape& s, int L, int d, const MmaSource<
         }
         bits[u][t] = value;
       }
+      dot[u] = 0.f;
+      if (dot_with != nullptr && y >= 0)
+        dot[u] = Ops::decode(bits[u][N - 1]) * read_cell(dot_with, dot_stride, b, y, x, c0 + col[u]);
     }
 #pragma unroll
     for (int u = 0; u < kLoadUnroll; ++u) {  // ... then the stores
-      if (first + u * blockDim.x >= n) continue;
+      if (first + u * warps >= items) continue;  // uniform across the warp
+      if (col[u] < s.DK)
 #pragma unroll
-      for (int t = 0; t < N; ++t) {
-        if (src[t].dst != nullptr) put_element(src[t].dst, s.row_w, row[u], col[u], bits[u][t]);
-        if (src[t].dst_t != nullptr) put_element(src[t].dst_t, s.col_w, col[u], row[u], bits[u][t]);
+        for (int t = 0; t < N; ++t) {
+          if (src[t].dst != nullptr) put_element(src[t].dst, s.row_w, row[u], col[u], bits[u][t]);
+          if (src[t].dst_t != nullptr) put_element(src[t].dst_t, s.col_w, col[u], row[u], bits[u][t]);
+        }
+      if (dot_with != nullptr) {
+        const float sum = warp_sum(dot[u]);
+        if (lane == 0 && row[u] < L) atomicAdd(delta + row[u], sum);  // a row's chunks may sit in other warps
       }
     }
   }
+}
+
+// Words of the backward's first shared area: the Q, K, V, dO row tiles, later P^T and dS^T.
+__host__ __device__ inline int mma_backward_area_words(const MmaShape& s) {
+  const int rows = 4 * s.LP * s.row_w, pd = 2 * s.LP * s.col_w;
+  return rows > pd ? rows : pd;
 }
 
 template <typename scalar_t>
@@ -1106,7 +1118,7 @@ __global__ void __launch_bounds__(kMmaMaxL * 2)
   const MmaSource<scalar_t> sources[3] = {{q, p.sq, nullptr, 0, qs, nullptr},
                                           {k, p.sk, k_pad, p.k_pad_stride, ks, nullptr},
                                           {v, p.sv, v_pad, p.v_pad_stride, nullptr, vt}};
-  load_mma_tiles(s, L, d, sources, t.b, c0, cy, cx);
+  load_mma_tiles(s, L, d, sources, t.b, c0, cy, cx, static_cast<const scalar_t*>(nullptr), p.so, nullptr);
   __syncthreads();
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
@@ -1207,17 +1219,18 @@ __global__ void __launch_bounds__(kMmaMaxL * 2) window_attention_backward_mma_ke
   const int L = p.L, d = p.d;
   using Ops = MmaOps<scalar_t>;
   const MmaShape s = mma_shape_of<scalar_t>(L, d);
+  // Area 1: the row tiles of Q, K, V, dO (read by the logit products), then P^T and dS^T.
   uint32_t* qs = reinterpret_cast<uint32_t*>(smem4);  // [LP, DK] queries
   uint32_t* ks = qs + s.LP * s.row_w;                 // [LP, DK] keys
   uint32_t* vs = ks + s.LP * s.row_w;                 // [LP, DK] values
   uint32_t* gos = vs + s.LP * s.row_w;                // [LP, DK] output gradients
-  uint32_t* qt = gos + s.LP * s.row_w;                // [DK, LP] queries, transposed
+  uint32_t* pt = qs;                                  // [LP, LP] P^T (row = key), after the products
+  uint32_t* dst = pt + s.LP * s.col_w;                // [LP, LP] dS^T (row = key)
+  // Area 2: transposed tiles.
+  uint32_t* qt = qs + mma_backward_area_words(s);     // [DK, LP] queries, transposed
   uint32_t* kt = qt + s.DK * s.col_w;                 // [DK, LP] keys, transposed
   uint32_t* got = kt + s.DK * s.col_w;                // [DK, LP] output gradients, transposed
-  uint32_t* pt = got + s.DK * s.col_w;                // [LP, LP] P^T (row = key)
-  uint32_t* dst = pt + s.LP * s.col_w;                // [LP, LP] dS^T (row = key)
-  uint32_t* out_tile = pt;                            // before phase 1: [LP, DK] outputs O
-  float* delta = reinterpret_cast<float*>(pt + mma_backward_pd_words(s));  // [LP] D_i = dO_i . O_i
+  float* delta = reinterpret_cast<float*>(got + s.DK * s.col_w);  // [LP] D_i = dO_i . O_i
   float* lse_s = delta + s.LP;                        // [LP] saved log-sum-exp per query
   float* bias_acc = lse_s + s.LP;                     // [table] bias-gradient partial sums
   float* pad_acc = bias_acc + p.table;                // [2, d] k_pad / v_pad gradient partial sums
@@ -1231,7 +1244,6 @@ __global__ void __launch_bounds__(kMmaMaxL * 2) window_attention_backward_mma_ke
   const int centre = (p.wh - 1) * (2 * p.ww - 1) + p.ww - 1;
   const float scale = static_cast<float>(p.scale);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
-  const int warps = blockDim.x / 32;
 
   fill_cells(p, t.wi, t.wj, cy, cx, krel);
   if (bias != nullptr) {
@@ -1239,38 +1251,29 @@ __global__ void __launch_bounds__(kMmaMaxL * 2) window_attention_backward_mma_ke
     load_bias_column(p, bias, t.h, bias_s);
   }
   for (int idx = threadIdx.x; idx < 2 * d; idx += blockDim.x) pad_acc[idx] = 0.f;
+  for (int j = threadIdx.x; j < s.LP; j += blockDim.x) delta[j] = 0.f;
   __syncthreads();
-  // The tiles, and the outputs O (in the P^T / dS^T area, free until phase 1) for D = dO . O.
-  const MmaSource<scalar_t> sources[5] = {{q, p.sq, nullptr, 0, qs, qt},
+  // The tiles, D = dO . O per query and the saved lse.
+  const MmaSource<scalar_t> sources[4] = {{q, p.sq, nullptr, 0, qs, qt},
                                           {k, p.sk, k_pad, p.k_pad_stride, ks, kt},
                                           {v, p.sv, v_pad, p.v_pad_stride, vs, nullptr},
-                                          {grad_out, p.sgo, nullptr, 0, gos, got},
-                                          {out, p.so, nullptr, 0, out_tile, nullptr}};
-  load_mma_tiles(s, L, d, sources, t.b, c0, cy, cx);
+                                          {grad_out, p.sgo, nullptr, 0, gos, got}};
+  load_mma_tiles(s, L, d, sources, t.b, c0, cy, cx, out, p.so, delta);
   for (int j = threadIdx.x; j < s.LP; j += blockDim.x)
     lse_s[j] = j < L && cy[j] >= 0 ? lse[((t.b * p.heads + t.h) * p.H + cy[j]) * p.W + cx[j]] : 0.f;
-  __syncthreads();
-  // D per query from the shared tiles (the 16-bit values the forward wrote), one warp per row.
-  for (int j = warp; j < s.LP; j += warps) {
-    using Bits = typename Ops::Bits;
-    const Bits* go_row = reinterpret_cast<const Bits*>(gos + j * s.row_w);
-    const Bits* o_row = reinterpret_cast<const Bits*>(out_tile + j * s.row_w);
-    float dot = 0.f;
-    for (int c = lane; c < d; c += 32) dot += Ops::decode(go_row[c]) * Ops::decode(o_row[c]);
-    dot = warp_sum(dot);
-    if (lane == 0) delta[j] = dot;
-  }
   __syncthreads();
 
   const int key_tiles = s.LP / 8, channel_tiles = (d + 7) / 8, k_steps = s.DK / Ops::kStep;
   {
     // Phase 1, warp w owns queries m0 .. m0 + 15: P, dS, dQ; P^T and dS^T to shared memory.
+    // (Every warp of the block runs this block: it holds a __syncthreads.)
     const int m0 = 16 * warp;
     float sc[kMmaMaxN][4], dp[kMmaMaxN][4];
     clear(sc);
     clear(dp);
     strip_product<scalar_t>(sc, qs, s.row_w, m0, ks, s.row_w, k_steps, key_tiles);
     strip_product<scalar_t>(dp, gos, s.row_w, m0, vs, s.row_w, k_steps, key_tiles);
+    __syncthreads();  // every warp is done with the row tiles: P^T and dS^T overwrite them
     const int rows[2] = {m0 + g, m0 + g + 8};
     bool query[2];
 #pragma unroll
@@ -1505,7 +1508,7 @@ inline size_t backward_shared_bytes(KernelFamily family, const WindowGeometry& g
   const int L = static_cast<int>(g.L), d = static_cast<int>(g.d);
   if (family == KernelFamily::kMma) {
     const MmaShape s = mma_shape_for(g, dtype);
-    return sizeof(uint32_t) * (4 * s.LP * s.row_w + 3 * s.DK * s.col_w + mma_backward_pd_words(s)) +
+    return sizeof(uint32_t) * (mma_backward_area_words(s) + 3 * s.DK * s.col_w) +
            sizeof(float) * (2 * s.LP + 2 * g.table + 2 * g.d) + sizeof(int) * 3 * g.L;
   }
   if (family == KernelFamily::kTiles) {
