@@ -52,7 +52,11 @@ TORCH_LIBRARY(higherpose, m) {
       "-> (Tensor grad_q, Tensor grad_k, Tensor grad_v, Tensor grad_k_pad, Tensor grad_v_pad, "
       "Tensor grad_rel_bias)");
   // The differentiable entry point (Autograd kernel in csrc/window_attention/).
+  //    (Below: the block emulator's own checks, csrc/emulation/emulator_self_test.cpp.)
   m.def(
       "window_attention(Tensor q, Tensor k, Tensor v, int[] window, int num_heads, float scale, "
       "int[] offset, str pad_mode, Tensor? k_pad, Tensor? v_pad, Tensor? rel_bias) -> Tensor");
+
+  // Tiny kernels run by the CUDA block emulator, for its tests (see csrc/emulation/).
+  m.def("_cuda_emulator_self_test(str scenario) -> Tensor");
 }

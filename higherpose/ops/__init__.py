@@ -12,5 +12,6 @@ load_library()
 from .peaks import heatmap_peaks  # noqa: E402
 from .group import ae_group, default_joint_order, linear_sum_assignment  # noqa: E402,F401
 from .window_attention import centre_offset, window_attention  # noqa: E402
+from . import emulator  # noqa: E402,F401  (fake kernel of the emulator's self-test op)
 
 __all__ = ["heatmap_peaks", "window_attention", "centre_offset", "cuda_compiled", "load_library"]
