@@ -24,6 +24,47 @@ __host__ __device__ __forceinline__ uint32_t pack_pair(float low, float high) {
   return static_cast<uint32_t>(T(low).x) | (static_cast<uint32_t>(T(high).x) << 16);
 }
 
+#if !defined(__CUDACC__)
+namespace emu_mma {
+
+// Every lane's a[4], b[2], c[4] registers: all[10 l + w] is word w of lane l.
+inline void gather(const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4], uint32_t* all) {
+  uint32_t mine[10];
+  for (int i = 0; i < 4; ++i) mine[i] = a[i];
+  mine[4] = b[0];
+  mine[5] = b[1];
+  std::memcpy(mine + 6, c, sizeof(c));
+  emu::warp_allgather(mine, 10, all);
+}
+
+// C (16 x 8) from every lane's c registers (words 6..9 of `all`).
+inline void unpack_c(const uint32_t* all, float (&C)[16][8]) {
+  for (int l = 0; l < 32; ++l) {
+    const int g = l / 4, t = l % 4;
+    float cl[4];
+    std::memcpy(cl, all + 10 * l + 6, sizeof(cl));
+    C[g][2 * t] = cl[0];
+    C[g][2 * t + 1] = cl[1];
+    C[g + 8][2 * t] = cl[2];
+    C[g + 8][2 * t + 1] = cl[3];
+  }
+}
+
+// This lane's four entries of D = A B + C (K columns of A), summed in double.
+template <int K>
+void lane_result(float (&d)[4], const float (&A)[16][K], const float (&B)[K][8], const float (&C)[16][8]) {
+  const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, t = lane % 4;
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
+    double sum = C[row][col];
+    for (int k = 0; k < K; ++k) sum += static_cast<double>(A[row][k]) * B[k][col];
+    d[e] = static_cast<float>(sum);
+  }
+}
+
+}  // namespace emu_mma
+#endif
+
 template <typename T>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
                                           const float (&c)[4]) {
@@ -47,12 +88,8 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
   }
 #else
   // Gather every lane's fragments, rebuild A, B and C, and compute this lane's part of D.
-  uint32_t mine[10], all[32 * 10];
-  for (int i = 0; i < 4; ++i) mine[i] = a[i];
-  mine[4] = b[0];
-  mine[5] = b[1];
-  for (int i = 0; i < 4; ++i) std::memcpy(&mine[6 + i], &c[i], 4);
-  emu::warp_allgather(mine, 10, all);
+  uint32_t all[32 * 10];
+  emu_mma::gather(a, b, c, all);
   auto value = [](uint32_t reg, int half) {
     return static_cast<float>(T(static_cast<uint16_t>(reg >> (16 * half)), T::from_bits()));
   };
@@ -68,20 +105,9 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
       B[2 * t + h][g] = value(w[4], h);
       B[2 * t + 8 + h][g] = value(w[5], h);
     }
-    float cl[4];
-    std::memcpy(cl, w + 6, sizeof(cl));
-    C[g][2 * t] = cl[0];
-    C[g][2 * t + 1] = cl[1];
-    C[g + 8][2 * t] = cl[2];
-    C[g + 8][2 * t + 1] = cl[3];
   }
-  const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, t = lane % 4;
-  for (int e = 0; e < 4; ++e) {
-    const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
-    double sum = C[row][col];
-    for (int k = 0; k < 16; ++k) sum += static_cast<double>(A[row][k]) * B[k][col];
-    d[e] = static_cast<float>(sum);
-  }
+  emu_mma::unpack_c(all, C);
+  emu_mma::lane_result(d, A, B, C);
 #endif
 }
 
@@ -114,12 +140,8 @@ __device__ __forceinline__ void mma_1688_tf32(float (&d)[4], const uint32_t (&a)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),
         "f"(c[3]));
 #else
-  uint32_t mine[10], all[32 * 10];
-  for (int i = 0; i < 4; ++i) mine[i] = a[i];
-  mine[4] = b[0];
-  mine[5] = b[1];
-  for (int i = 0; i < 4; ++i) std::memcpy(&mine[6 + i], &c[i], 4);
-  emu::warp_allgather(mine, 10, all);
+  uint32_t all[32 * 10];
+  emu_mma::gather(a, b, c, all);
   auto value = [](uint32_t reg) {  // the hardware reads the TF32 part: the low 13 bits are ignored
     reg &= ~0x1fffu;
     float f;
@@ -136,20 +158,9 @@ __device__ __forceinline__ void mma_1688_tf32(float (&d)[4], const uint32_t (&a)
     A[g + 8][t + 4] = value(w[3]);
     B[t][g] = value(w[4]);
     B[t + 4][g] = value(w[5]);
-    float cl[4];
-    std::memcpy(cl, w + 6, sizeof(cl));
-    C[g][2 * t] = cl[0];
-    C[g][2 * t + 1] = cl[1];
-    C[g + 8][2 * t] = cl[2];
-    C[g + 8][2 * t + 1] = cl[3];
   }
-  const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, t = lane % 4;
-  for (int e = 0; e < 4; ++e) {
-    const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
-    double sum = C[row][col];
-    for (int k = 0; k < 8; ++k) sum += static_cast<double>(A[row][k]) * B[k][col];
-    d[e] = static_cast<float>(sum);
-  }
+  emu_mma::unpack_c(all, C);
+  emu_mma::lane_result(d, A, B, C);
 #endif
 }
 

@@ -128,13 +128,20 @@ __device__ void load_bias_column(const Params& p, const scalar_t* __restrict__ b
     dst[r] = static_cast<float>(bias[r * p.bias_s0 + h * p.bias_s1]);
 }
 
-// The tile (image b, window (wi, wj), head h) of this block.
+// The tile (image b, window (wi, wj), head h) of this block, its first channel c0, the bias-table
+// row `centre` of a zero offset, and the logit scale.
 struct Tile {
-  int64_t b;
-  int wi, wj, h;
+  int64_t b, c0;
+  int wi, wj, h, centre;
+  float scale;
 };
 
-__device__ __forceinline__ Tile tile_of(const Params& p) {
+// Every kernel's prologue: the tile, its cells (fill_cells), this head's bias column (when bias),
+// and zeroed block partial sums of the bias / pad gradients (when bias_acc / pad_acc; backward).
+// Ends with a barrier.
+template <typename scalar_t>
+__device__ Tile begin_tile(const Params& p, const scalar_t* __restrict__ bias, int* cy, int* cx, int* krel,
+                           float* bias_s, float* bias_acc, float* pad_acc) {
   const int64_t task = blockIdx.x;
   Tile t;
   t.h = static_cast<int>(task % p.heads);
@@ -142,7 +149,35 @@ __device__ __forceinline__ Tile tile_of(const Params& p) {
   t.wj = static_cast<int>(window % p.nw);
   t.wi = static_cast<int>((window / p.nw) % p.nh);
   t.b = window / (static_cast<int64_t>(p.nw) * p.nh);
+  t.c0 = static_cast<int64_t>(t.h) * p.d;
+  t.centre = (p.wh - 1) * (2 * p.ww - 1) + p.ww - 1;
+  t.scale = static_cast<float>(p.scale);
+  fill_cells(p, t.wi, t.wj, cy, cx, krel);
+  if (bias != nullptr) {
+    load_bias_column(p, bias, t.h, bias_s);
+    if (bias_acc != nullptr)
+      for (int idx = threadIdx.x; idx < p.table; idx += blockDim.x) bias_acc[idx] = 0.f;
+  }
+  if (pad_acc != nullptr)
+    for (int idx = threadIdx.x; idx < 2 * p.d; idx += blockDim.x) pad_acc[idx] = 0.f;
+  __syncthreads();
   return t;
+}
+
+// Every backward kernel's epilogue (after a barrier): one global atomic per reduction entry and
+// block, from the partial sums pad_acc [2, d] and bias_acc [table].
+__device__ __forceinline__ void flush_reductions(const Params& p, const Tile& t, bool has_bias,
+                                                 const float* pad_acc, const float* bias_acc,
+                                                 float* __restrict__ grad_k_pad, float* __restrict__ grad_v_pad,
+                                                 float* __restrict__ grad_bias) {
+  if (p.zeros_mode)
+    for (int c = threadIdx.x; c < p.d; c += blockDim.x) {
+      atomicAdd(grad_k_pad + t.c0 + c, pad_acc[c]);
+      atomicAdd(grad_v_pad + t.c0 + c, pad_acc[p.d + c]);
+    }
+  if (has_bias)
+    for (int r = threadIdx.x; r < p.table; r += blockDim.x)
+      atomicAdd(grad_bias + static_cast<int64_t>(r) * p.heads + t.h, bias_acc[r]);
 }
 
 template <typename scalar_t, int DMAX>
@@ -164,13 +199,10 @@ __global__ void __launch_bounds__(kMaxThreads)
   int* krel = cx + L;                             // [L]
   float* bias_s = reinterpret_cast<float*>(krel + L);  // [table] this head's bias column
 
-  const Tile t = tile_of(p);
-  const int64_t c0 = static_cast<int64_t>(t.h) * d;
-  const int centre = (p.wh - 1) * (2 * p.ww - 1) + p.ww - 1;
-  const float scale = static_cast<float>(p.scale);
-  fill_cells(p, t.wi, t.wj, cy, cx, krel);
-  if (bias != nullptr) load_bias_column(p, bias, t.h, bias_s);
-  __syncthreads();
+  const Tile t = begin_tile(p, bias, cy, cx, krel, bias_s, nullptr, nullptr);
+  const int64_t c0 = t.c0;
+  const int centre = t.centre;
+  const float scale = t.scale;
   load_tile(p, q, p.sq, static_cast<const scalar_t*>(nullptr), 0, t.b, c0, scale, cy, cx, qs);
   load_tile(p, k, p.sk, k_pad, p.k_pad_stride, t.b, c0, 1.f, cy, cx, ks);
   load_tile(p, v, p.sv, v_pad, p.v_pad_stride, t.b, c0, 1.f, cy, cx, vs);
@@ -273,18 +305,10 @@ __global__ void __launch_bounds__(kMaxThreads) window_attention_backward_kernel(
   int* krel = cx + L;                                 // [L]
   float* bias_s = reinterpret_cast<float*>(krel + L);  // [table] this head's bias column
 
-  const Tile t = tile_of(p);
-  const int64_t c0 = static_cast<int64_t>(t.h) * d;
-  const int centre = (p.wh - 1) * (2 * p.ww - 1) + p.ww - 1;
-  const float scale = static_cast<float>(p.scale);
-
-  fill_cells(p, t.wi, t.wj, cy, cx, krel);
-  if (bias != nullptr) {
-    for (int idx = threadIdx.x; idx < p.table; idx += blockDim.x) bias_acc[idx] = 0.f;
-    load_bias_column(p, bias, t.h, bias_s);
-  }
-  for (int idx = threadIdx.x; idx < 2 * d; idx += blockDim.x) pad_acc[idx] = 0.f;
-  __syncthreads();
+  const Tile t = begin_tile(p, bias, cy, cx, krel, bias_s, bias_acc, pad_acc);
+  const int64_t c0 = t.c0;
+  const int centre = t.centre;
+  const float scale = t.scale;
   const scalar_t* no_pad = nullptr;
   load_tile(p, k, p.sk, k_pad, p.k_pad_stride, t.b, c0, 1.f, cy, cx, ks);
   load_tile(p, v, p.sv, v_pad, p.v_pad_stride, t.b, c0, 1.f, cy, cx, vs);
@@ -444,15 +468,7 @@ __global__ void __launch_bounds__(kMaxThreads) window_attention_backward_kernel(
   }
   __syncthreads();
 
-  // One global atomic per reduction entry and block.
-  if (p.zeros_mode)
-    for (int c = threadIdx.x; c < d; c += blockDim.x) {
-      atomicAdd(grad_k_pad + c0 + c, pad_acc[c]);
-      atomicAdd(grad_v_pad + c0 + c, pad_acc[d + c]);
-    }
-  if (bias != nullptr)
-    for (int r = threadIdx.x; r < p.table; r += blockDim.x)
-      atomicAdd(grad_bias + static_cast<int64_t>(r) * p.heads + t.h, bias_acc[r]);
+  flush_reductions(p, t, bias != nullptr, pad_acc, bias_acc, grad_k_pad, grad_v_pad, grad_bias);
 }
 
 
@@ -610,14 +626,11 @@ __global__ void __launch_bounds__(kTilesMaxThreads)
   int* krel = cx + L;                              // [L]
   float* bias_s = reinterpret_cast<float*>(krel + L);  // [table] this head's bias column
 
-  const Tile t = tile_of(p);
-  const int64_t c0 = static_cast<int64_t>(t.h) * d;
-  const int centre = (p.wh - 1) * (2 * p.ww - 1) + p.ww - 1;
-  const float scale = static_cast<float>(p.scale);
+  const Tile t = begin_tile(p, bias, cy, cx, krel, bias_s, nullptr, nullptr);
+  const int64_t c0 = t.c0;
+  const int centre = t.centre;
+  const float scale = t.scale;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  fill_cells(p, t.wi, t.wj, cy, cx, krel);
-  if (bias != nullptr) load_bias_column(p, bias, t.h, bias_s);
-  __syncthreads();
 
   // Q (times scale), K, V.
   const TileSource<scalar_t> sources[3] = {{q, p.sq, nullptr, 0, scale, qs},
@@ -725,19 +738,11 @@ __global__ void __launch_bounds__(kTilesMaxThreads) window_attention_backward_ti
   int* krel = cx + L;                                 // [L]
   float* bias_s = reinterpret_cast<float*>(krel + L);  // [table] this head's bias column
 
-  const Tile t = tile_of(p);
-  const int64_t c0 = static_cast<int64_t>(t.h) * d;
-  const int centre = (p.wh - 1) * (2 * p.ww - 1) + p.ww - 1;
-  const float scale = static_cast<float>(p.scale);
-
-  fill_cells(p, t.wi, t.wj, cy, cx, krel);
-  if (bias != nullptr) {
-    for (int idx = threadIdx.x; idx < p.table; idx += blockDim.x) bias_acc[idx] = 0.f;
-    load_bias_column(p, bias, t.h, bias_s);
-  }
-  for (int idx = threadIdx.x; idx < 2 * d; idx += blockDim.x) pad_acc[idx] = 0.f;
-  for (int j = threadIdx.x; j < L; j += blockDim.x) delta[j] = 0.f;
-  __syncthreads();
+  for (int j = threadIdx.x; j < L; j += blockDim.x) delta[j] = 0.f;  // before begin_tile's barrier
+  const Tile t = begin_tile(p, bias, cy, cx, krel, bias_s, bias_acc, pad_acc);
+  const int64_t c0 = t.c0;
+  const int centre = t.centre;
+  const float scale = t.scale;
 
   // Q (times scale), K, V, dO, per query D = dO . O, and the saved lse.
   const TileSource<scalar_t> sources[4] = {{q, p.sq, nullptr, 0, scale, qs},
@@ -824,15 +829,7 @@ __global__ void __launch_bounds__(kTilesMaxThreads) window_attention_backward_ti
   }
   __syncthreads();
 
-  // One global atomic per reduction entry and block.
-  if (p.zeros_mode)
-    for (int c = threadIdx.x; c < d; c += blockDim.x) {
-      atomicAdd(grad_k_pad + c0 + c, pad_acc[c]);
-      atomicAdd(grad_v_pad + c0 + c, pad_acc[d + c]);
-    }
-  if (bias != nullptr)
-    for (int r = threadIdx.x; r < p.table; r += blockDim.x)
-      atomicAdd(grad_bias + static_cast<int64_t>(r) * p.heads + t.h, bias_acc[r]);
+  flush_reductions(p, t, bias != nullptr, pad_acc, bias_acc, grad_k_pad, grad_v_pad, grad_bias);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1108,13 +1105,10 @@ __global__ void __launch_bounds__(kMmaMaxL * 2)
   int* krel = cx + L;                                     // [L]
   float* bias_s = reinterpret_cast<float*>(krel + L);     // [table] this head's bias column
 
-  const Tile t = tile_of(p);
-  const int64_t c0 = static_cast<int64_t>(t.h) * d;
-  const int centre = (p.wh - 1) * (2 * p.ww - 1) + p.ww - 1;
-  const float scale = static_cast<float>(p.scale);
-  fill_cells(p, t.wi, t.wj, cy, cx, krel);
-  if (bias != nullptr) load_bias_column(p, bias, t.h, bias_s);
-  __syncthreads();
+  const Tile t = begin_tile(p, bias, cy, cx, krel, bias_s, nullptr, nullptr);
+  const int64_t c0 = t.c0;
+  const int centre = t.centre;
+  const float scale = t.scale;
   const MmaSource<scalar_t> sources[3] = {{q, p.sq, nullptr, 0, qs, nullptr},
                                           {k, p.sk, k_pad, p.k_pad_stride, ks, nullptr},
                                           {v, p.sv, v_pad, p.v_pad_stride, nullptr, vt}};
@@ -1239,20 +1233,12 @@ __global__ void __launch_bounds__(kMmaMaxL * 2) window_attention_backward_mma_ke
   int* krel = cx + L;                                 // [L]
   float* bias_s = reinterpret_cast<float*>(krel + L);  // [table] this head's bias column
 
-  const Tile t = tile_of(p);
-  const int64_t c0 = static_cast<int64_t>(t.h) * d;
-  const int centre = (p.wh - 1) * (2 * p.ww - 1) + p.ww - 1;
-  const float scale = static_cast<float>(p.scale);
+  for (int j = threadIdx.x; j < s.LP; j += blockDim.x) delta[j] = 0.f;  // before begin_tile's barrier
+  const Tile t = begin_tile(p, bias, cy, cx, krel, bias_s, bias_acc, pad_acc);
+  const int64_t c0 = t.c0;
+  const int centre = t.centre;
+  const float scale = t.scale;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
-
-  fill_cells(p, t.wi, t.wj, cy, cx, krel);
-  if (bias != nullptr) {
-    for (int idx = threadIdx.x; idx < p.table; idx += blockDim.x) bias_acc[idx] = 0.f;
-    load_bias_column(p, bias, t.h, bias_s);
-  }
-  for (int idx = threadIdx.x; idx < 2 * d; idx += blockDim.x) pad_acc[idx] = 0.f;
-  for (int j = threadIdx.x; j < s.LP; j += blockDim.x) delta[j] = 0.f;
-  __syncthreads();
   // The tiles, D = dO . O per query and the saved lse.
   const MmaSource<scalar_t> sources[4] = {{q, p.sq, nullptr, 0, qs, qt},
                                           {k, p.sk, k_pad, p.k_pad_stride, ks, kt},
@@ -1370,15 +1356,7 @@ __global__ void __launch_bounds__(kMmaMaxL * 2) window_attention_backward_mma_ke
   }
   __syncthreads();
 
-  // One global atomic per reduction entry and block.
-  if (p.zeros_mode)
-    for (int c = threadIdx.x; c < d; c += blockDim.x) {
-      atomicAdd(grad_k_pad + c0 + c, pad_acc[c]);
-      atomicAdd(grad_v_pad + c0 + c, pad_acc[d + c]);
-    }
-  if (bias != nullptr)
-    for (int r = threadIdx.x; r < p.table; r += blockDim.x)
-      atomicAdd(grad_bias + static_cast<int64_t>(r) * p.heads + t.h, bias_acc[r]);
+  flush_reductions(p, t, bias != nullptr, pad_acc, bias_acc, grad_k_pad, grad_v_pad, grad_bias);
 }
 
 // ---------------------------------------------------------------------------------------------
