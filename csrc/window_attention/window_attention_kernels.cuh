@@ -1002,6 +1002,29 @@ __device__ __forceinline__ void strip_product(float (&acc)[kMmaMaxN][4], const u
   }
 }
 
+// acc[n] += A B(n-tile n) for n < n_tiles over k_steps steps, where A is a 16-row strip held as
+// accumulators (a_acc, e.g. P or dS; rounded for the tensor cores) and column j of B is row j of
+// b_tile. The k loop is unrolled to its compile-time bound so a_acc stays in registers.
+template <typename scalar_t>
+__device__ __forceinline__ void registers_times_tile(float (&acc)[kMmaMaxN][4], const float (&a_acc)[kMmaMaxN][4],
+                                                     const uint32_t* b_tile, int b_w, int k_steps, int n_tiles) {
+  using Ops = MmaOps<scalar_t>;
+#pragma unroll
+  for (int kk = 0; kk < kMmaMaxL / Ops::kStep; ++kk) {
+    if (kk >= k_steps) break;
+    uint32_t a[4];
+    Ops::acc_to_a(a, a_acc, kk);
+#pragma unroll
+    for (int n = 0; n < kMmaMaxN; ++n) {
+      if (n < n_tiles) {
+        uint32_t b[2];
+        Ops::load_b_acc(b, b_tile, b_w, 8 * n, kk);
+        Ops::mma(acc[n], a, b);
+      }
+    }
+  }
+}
+
 // Sum / maximum over the 4 lanes of a quad (the lanes sharing a row of an accumulator tile).
 __device__ __forceinline__ float quad_sum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 1, 32);
@@ -1166,21 +1189,7 @@ __global__ void __launch_bounds__(kMmaMaxL * 2)
   // O = P V / sum, P from the registers.
   float o[kMmaMaxN][4];
   clear(o);
-  // Unrolled to its compile-time bound, so the accumulator arrays stay in registers.
-#pragma unroll
-  for (int kk = 0; kk < kMmaMaxL / Ops::kStep; ++kk) {
-    if (kk >= s.LP / Ops::kStep) break;
-    uint32_t a[4];
-    Ops::acc_to_a(a, acc, kk);
-#pragma unroll
-    for (int n = 0; n < kMmaMaxN; ++n) {
-      if (n < channel_tiles) {
-        uint32_t bf[2];
-        Ops::load_b_acc(bf, vt, s.col_w, 8 * n, kk);
-        Ops::mma(o[n], a, bf);
-      }
-    }
-  }
+  registers_times_tile<scalar_t>(o, acc, vt, s.col_w, s.LP / Ops::kStep, channel_tiles);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     if (!query[h]) continue;
@@ -1288,20 +1297,7 @@ __global__ void __launch_bounds__(kMmaMaxL * 2) window_attention_backward_mma_ke
     // dQ = scale dS K (K^T tile: its row c is column c of the product).
     float dq[kMmaMaxN][4];
     clear(dq);
-#pragma unroll
-    for (int kk = 0; kk < kMmaMaxL / Ops::kStep; ++kk) {  // compile-time bound: dp stays in registers
-      if (kk >= s.LP / Ops::kStep) break;
-      uint32_t a[4];
-      Ops::acc_to_a(a, dp, kk);
-#pragma unroll
-      for (int n = 0; n < kMmaMaxN; ++n) {
-        if (n < channel_tiles) {
-          uint32_t bf[2];
-          Ops::load_b_acc(bf, kt, s.col_w, 8 * n, kk);
-          Ops::mma(dq[n], a, bf);
-        }
-      }
-    }
+    registers_times_tile<scalar_t>(dq, dp, kt, s.col_w, s.LP / Ops::kStep, channel_tiles);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       if (!query[h]) continue;
