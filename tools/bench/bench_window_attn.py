@@ -147,6 +147,27 @@ def measure_all(implementations, inputs, heads, backward, repeats, warmup, devic
     return {name: (statistics.median(t), peaks[name]) for name, t in times.items()}
 
 
+def print_goal_summary(results, ops, cuda):
+    """Per op: the worst forward+backward speed-up over the reference and, on CUDA, the worst
+    peak-memory ratio, with where each happens, against the goals (H100: >= 3x and <= 0.5x at
+    every shape; CPU: not slower than the reference)."""
+    rows = [r for r in results if r["pass"] == "fwd+bwd"]
+    if not rows:
+        return
+    speedup = 3.0 if cuda else 1.0
+    print("goals: " + ("fwd+bwd >= 3x the reference and peak memory <= 0.5x at every shape (H100)" if cuda
+                       else "fwd+bwd not slower than the reference at every shape (CPU)"))
+    for op in ops:
+        worst = min(rows, key=lambda r: r[f"reference_over_{op}"])
+        line = (f"  {op}: slowest {worst[f'reference_over_{op}']:.2f}x ({worst['shape']} {worst['dtype']})"
+                f" -> {'met' if worst[f'reference_over_{op}'] >= speedup else 'NOT met'}")
+        if cuda:
+            fattest = max(rows, key=lambda r: r[f"{op}_over_ref_mem"])
+            line += (f"; memory at most {fattest[f'{op}_over_ref_mem']:.2f}x ({fattest['shape']} {fattest['dtype']})"
+                     f" -> {'met' if fattest[f'{op}_over_ref_mem'] <= 0.5 else 'NOT met'}")
+        print(line)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
@@ -228,6 +249,7 @@ def main(argv=None):
                     line += "".join(f" {row[impl + '_over_ref_mem']:16.2f}" for impl in ops)
                 print(line, flush=True)
                 results.append(row)
+    print_goal_summary(results, list(ops), device.type == "cuda")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "kernels": list(ops), "torch": torch.__version__, "batch": batch, "repeats": args.repeats,
