@@ -35,7 +35,11 @@ def window_attention(q, k, v, num_heads, window=(7, 7), scale=None, offset=(0, 0
         k_pad, v_pad and rel_bias.
 
     Kernels: CPU (float32/float64/float16/bfloat16, float32 accumulation; float64 in float64) and
-    CUDA (float32/float16/bfloat16 with float32 accumulation, head_dim <= 128). Inputs may have any
+    CUDA (float32/float16/bfloat16 with float32 accumulation, head_dim <= 128). The environment
+    variable ``HIGHERPOSE_WINDOW_ATTENTION_KERNEL`` picks the CUDA kernel family: ``rows``
+    (default), ``tiles`` (windows of up to 64 positions) or ``mma`` (tensor cores; windows of up
+    to 64 positions, head_dim <= 64; float32 as three TF32 products); a call a family cannot take
+    runs on the next one (mma -> tiles -> rows). Inputs may have any
     strides; no padded or window-partitioned copy is made. The backward recomputes the attention
     weights from the per-query log-sum-exp saved by the forward. Under autocast, float32 inputs
     (e.g. the k_pad / v_pad / rel_bias parameters) are cast to the autocast dtype.
