@@ -2,7 +2,9 @@
 # Compile-check every CUDA source against the installed torch's headers without a GPU or a
 # CUDA build of torch: nvcc -c for sm_90 as C++17 (the GPU machine's torch 2.11 compiles as
 # C++17). Only c10/cuda headers may be used (no cuBLAS/cuSPARSE headers are needed or present).
-# Usage: tools/check_cuda_compile.sh [file.cu ...]   (default: every csrc/**/*.cu)
+# With no arguments it also syntax-checks every csrc/**/*.cpp as C++17 with the host compiler:
+# on the GPU machine the whole library, the CUDA kernels' host emulator included, builds as C++17.
+# Usage: tools/check_cuda_compile.sh [file.cu ...]   (default: every csrc/**/*.cu, then the .cpp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
@@ -21,3 +23,11 @@ for f in "${files[@]}"; do
     -Xcompiler -fPIC -Xcompiler -Wno-c++20-extensions -w
 done
 echo "compiled ${#files[@]} CUDA source(s)"
+if [ $# -eq 0 ]; then
+  mapfile -t cpp < <(find csrc -name '*.cpp' | sort)
+  for f in "${cpp[@]}"; do
+    # shellcheck disable=SC2086
+    "${CXX:-c++}" -std=c++17 -fsyntax-only -Icsrc $TORCH_INC -Wno-unknown-pragmas -w "$f"
+  done
+  echo "checked ${#cpp[@]} C++ source(s) as C++17"
+fi
