@@ -7,7 +7,8 @@
 //   a[2] = A[g][2t+8, 2t+9]    a[3] = A[g+8][2t+8, 2t+9]
 //   b[0] = B[2t, 2t+1][g]      b[1] = B[2t+8, 2t+9][g]
 //   c[0], c[1] = C[g][2t, 2t+1]    c[2], c[3] = C[g+8][2t, 2t+1]   (D likewise)
-// Include after emulation/cuda_on_host.h.
+// The GPU forms need sm_80 or newer (callers check the device). Include after
+// emulation/cuda_on_host.h.
 #pragma once
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -71,6 +72,9 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
   static_assert(std::is_same<T, c10::Half>::value || std::is_same<T, c10::BFloat16>::value,
                 "mma_16816 takes float16 or bfloat16 operands");
 #if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();  // tensor-core mma needs sm_80+; the host never picks these kernels below that
+#else
   if constexpr (std::is_same<T, c10::BFloat16>::value) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
@@ -86,6 +90,7 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),
           "f"(c[3]));
   }
+#endif
 #else
   // Gather every lane's fragments, rebuild A, B and C, and compute this lane's part of D.
   uint32_t all[32 * 10];
@@ -113,7 +118,7 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
 
 // TF32 (float32 with a 10-bit mantissa, nearest, ties away from zero) of x, as float32 bits.
 __host__ __device__ __forceinline__ uint32_t to_tf32(float x) {
-#if defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   uint32_t r;
   asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
   return r;
@@ -133,12 +138,16 @@ __host__ __device__ __forceinline__ uint32_t to_tf32(float x) {
 __device__ __forceinline__ void mma_1688_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
                                               const float (&c)[4]) {
 #if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();  // see mma_16816
+#else
   asm volatile(
       "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
       "{%8, %9}, {%10, %11, %12, %13};\n"
       : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),
         "f"(c[3]));
+#endif
 #else
   uint32_t all[32 * 10];
   emu_mma::gather(a, b, c, all);

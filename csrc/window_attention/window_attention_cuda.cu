@@ -40,10 +40,19 @@ struct CudaLaunch {
   }
 };
 
+// The family HIGHERPOSE_WINDOW_ATTENTION_KERNEL asks for (rows when unset); mma needs tensor-core
+// mma.sync (sm_80+), so on older GPUs it becomes tiles.
 KernelFamily family_from_environment() {
   const char* name = std::getenv("HIGHERPOSE_WINDOW_ATTENTION_KERNEL");
   if (name == nullptr || *name == '\0') return KernelFamily::kRows;
-  return kernel_family(name, "HIGHERPOSE_WINDOW_ATTENTION_KERNEL");
+  const KernelFamily family = kernel_family(name, "HIGHERPOSE_WINDOW_ATTENTION_KERNEL");
+  if (family == KernelFamily::kMma) {
+    int device = 0, major = 0;
+    C10_CUDA_CHECK(cudaGetDevice(&device));
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    if (major < 8) return KernelFamily::kTiles;
+  }
+  return family;
 }
 
 void check_cuda(const at::Tensor& q, int64_t head_dim) {
