@@ -42,7 +42,13 @@ bench() {  # name, timeout, args...
 if [ "$mode" = "attention" ]; then
   timeout 200 "$PY" -m pytest -m cuda -q --no-header -p no:cacheprovider $xdist tests/test_window_attention_cuda.py \
     2>&1 | tail -40 | tee "$OUT/pytest_cuda.txt"
-  bench bench_window_attn 200 --device cuda --batch 32 --repeats 10 --json "$OUT/bench_window_attn.json"
+  # All kernel families in one run; should one of them fault the CUDA context, each family again
+  # in its own process, so the others' figures survive.
+  bench bench_window_attn 200 --device cuda --batch 32 --repeats 10 --json "$OUT/bench_window_attn.json" ||
+    for family in rows tiles mma; do
+      bench bench_window_attn 120 --device cuda --batch 32 --repeats 10 --kernels "$family" \
+        --json "$OUT/bench_window_attn_$family.json"
+    done
   echo "gpu check (attention) done in $(( $(date +%s) - start )) s"
   exit 0
 fi
