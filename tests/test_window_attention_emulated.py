@@ -1,7 +1,7 @@
 """The CUDA window-attention kernels, run on the CPU by the block emulator (csrc/emulation), against
-the pure-PyTorch reference: both kernel families ("rows", "tiles"), both pad modes, with and without
-the bias table, odd sizes, grid offsets, rectangular windows, head_dims 13..128, fp32/fp16/bf16,
-strided inputs, shuffled thread schedules. Machines without a GPU (CI) check the kernels' logic
+the pure-PyTorch reference: every kernel family ("rows", "tiles", "mma"), both pad modes, with and
+without the bias table, odd sizes, grid offsets, rectangular windows, head_dims 5..128,
+fp32/fp16/bf16, strided inputs, shuffled thread schedules. Machines without a GPU (CI) check the kernels' logic
 here; on a GPU, test_window_attention_cuda.py runs the same kernels for real."""
 import pytest
 import torch
@@ -24,7 +24,7 @@ CASES = [  # b, h, w, heads, d, window, offset
     (1, 8, 8, 1, 128, (8, 8), (0, 0)),  # the largest tiles window and head_dim
     (1, 13, 11, 2, 8, (9, 9), (4, 4)),  # 81 positions: beyond the tiles kernels, runs on rows
     (1, 3, 2, 2, 5, (1, 1), (0, 0)),  # one-position windows
-    (1, 9, 8, 1, 64, (4, 4), (1, 3)),  # one 16-row strip with the widest head (mma: O tile > P^T area)
+    (1, 9, 8, 1, 64, (4, 4), (1, 3)),  # one 16-row mma strip with the widest head
 ]
 
 
