@@ -13,7 +13,7 @@ defaults to /usr/local/cuda when nvcc is there.
 import glob
 import os
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -64,18 +64,39 @@ def _extensions():
     ]
 
 
+# What `import higherpose` and its tools need at run time (ranges: a library must fit into other
+# environments; requirements.txt pins what CI installs). Training-only and test-only packages are
+# the `train` and `dev` extras in pyproject.toml.
+RUNTIME_REQUIREMENTS = [
+    "numpy>=1.24",
+    "opencv-python-headless>=4.8",
+    "yacs>=0.1.8",
+    "PyYAML>=6.0",
+    "json_tricks>=3.15",
+    "tqdm>=4.60",
+    "faster-coco-eval>=1.6",
+    "pycocotools>=2.0.7",
+]
+
+
+def _torch_requirement():
+    """The torch release this build links against: the compiled library only loads with it.
+    A local build label (2.13.0+cpu, 2.11.0+cu130) matches too, so pip keeps the user's torch."""
+    import torch
+
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return f"torch=={major}.{minor}.*"
+
+
 def _build_ext():
     from torch.utils.cpp_extension import BuildExtension
 
     return BuildExtension.with_options(use_ninja=True)
 
 
+# Name, version, extras, console scripts and package data: pyproject.toml.
 setup(
-    name="higherpose",
-    version="0.1.0",
-    description="Multi-person pose estimation in crowds with compiled C++/CUDA operators",
-    packages=find_packages(include=["higherpose", "higherpose.*"]),
-    python_requires=">=3.10",
+    install_requires=[_torch_requirement()] + RUNTIME_REQUIREMENTS,
     ext_modules=_extensions(),
     cmdclass={"build_ext": _build_ext()},
     zip_safe=False,

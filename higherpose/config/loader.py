@@ -1,4 +1,6 @@
 """Reading experiment YAMLs the way upstream tools do: `--cfg FILE` plus `KEY VALUE` pairs."""
+import glob
+import importlib.resources
 import os
 
 import yaml
@@ -6,28 +8,47 @@ from yacs.config import CfgNode
 
 from .default import get_default_config
 
-# The repository's configs/ folder mirrors upstream's experiments/ tree.
-CONFIG_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
+# The experiment YAMLs ship inside the package (higherpose/configs/, the same tree as upstream's
+# experiments/), so names resolve the same from a checkout, an editable install or a wheel.
+CONFIG_ROOT = os.fspath(importlib.resources.files("higherpose") / "configs")
 
 
 def resolve_config_path(path):
     """Return an existing config file for `path`.
 
-    Upstream command lines name `experiments/<dataset>/<model>/<file>.yaml`; when that path does
-    not exist, the same file under this repository's `configs/` is used, so they run verbatim.
+    In order: the path itself (a file of the user's); upstream's `experiments/<dataset>/...`
+    and this project's `configs/<dataset>/...` mapped onto the packaged configs, so upstream
+    command lines run verbatim from any directory; a path relative to the packaged configs
+    (`crowd_pose/higher_hrnet/w32_512_adam_lr1e-3.yaml`); a bare file name with or without
+    `.yaml` (`higher_hrnet_tiny`) when exactly one packaged config has it.
     """
     if os.path.isfile(path):
         return path
-    parts = os.path.normpath(path).split(os.sep)
-    if "experiments" in parts:
-        rel = os.path.join(*parts[parts.index("experiments") + 1:])
-        candidate = os.path.join(CONFIG_ROOT, rel)
-        if os.path.isfile(candidate):
-            return candidate
-    candidate = os.path.join(CONFIG_ROOT, path)
+    parts = [p for p in os.path.normpath(path).split(os.sep) if p not in ("", ".")]
+    for marker in ("experiments", "configs"):
+        if marker in parts:
+            candidate = os.path.join(CONFIG_ROOT, *parts[parts.index(marker) + 1:])
+            if os.path.isfile(candidate):
+                return candidate
+    candidate = os.path.join(CONFIG_ROOT, *parts) if parts else CONFIG_ROOT
     if os.path.isfile(candidate):
         return candidate
-    raise FileNotFoundError(f"config file not found: {path} (also looked under {CONFIG_ROOT})")
+    if len(parts) == 1:
+        name = parts[0] if parts[0].endswith(".yaml") else parts[0] + ".yaml"
+        matches = sorted(glob.glob(os.path.join(CONFIG_ROOT, "**", name), recursive=True))
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            names = ", ".join(os.path.relpath(m, CONFIG_ROOT) for m in matches)
+            raise FileNotFoundError(f"config name {path!r} is ambiguous: it names {names}; give the folder too")
+    raise FileNotFoundError(f"config file not found: {path} (also looked among the packaged configs in "
+                            f"{CONFIG_ROOT}; list them with `higherpose-model-info --list`)")
+
+
+def packaged_configs():
+    """Every packaged config, as paths relative to the config root (e.g. `synthetic/x.yaml`)."""
+    files = glob.glob(os.path.join(CONFIG_ROOT, "**", "*.yaml"), recursive=True)
+    return sorted(os.path.relpath(f, CONFIG_ROOT) for f in files)
 
 
 def load_config(cfg_file=None, opts=None, freeze=True):
