@@ -7,6 +7,7 @@ augmentation), and against the joint-coloured markers the synthetic renderer pai
 import json
 import math
 import os
+import re
 
 import cv2
 import numpy as np
@@ -332,25 +333,62 @@ def test_affine_transform_and_flip_helpers():
 
 # ----------------------------------------------------------------------------- the real CrowdPose val file
 
-def test_crowdpose_val_loader_and_quirks(crowdpose_val_path):
-    ds = KeypointDataset("crowdpose", "/nonexistent", "val", ann_file=crowdpose_val_path)
-    assert len(ds) == 2000 and ds.db.num_persons == 8527
+# Facts of the full crowdpose_val.json (CrowdPose API), checked when HIGHERPOSE_CROWDPOSE_VAL names it.
+FULL_FILE_COUNTS = {"images": 2000, "persons": 8527, "iscrowd": 106, "disagree": 7543,
+                    "zero_but_labelled": 954, "training_persons": 8421, "easy_medium_hard": [411, 1240, 349]}
+
+
+def raw_crowdpose_counts(path):
+    """The counts the loader test checks, straight from the JSON (plain json + numpy)."""
+    with open(path) as f:
+        data = json.load(f)
+    anns = data["annotations"]
+    flags = np.array([a["keypoints"][2::3] for a in anns]).reshape(-1, 14)
+    labelled = (flags > 0).sum(1)
+    num = np.array([a["num_keypoints"] for a in anns])
+    crowd = np.array([a["iscrowd"] for a in anns], bool)
+    ci = np.array([im["crowdIndex"] for im in data["images"]])
+    return {"images": len(data["images"]), "persons": len(anns), "iscrowd": int(crowd.sum()),
+            "disagree": int((num != labelled).sum()), "zero_but_labelled": int(((num == 0) & (labelled > 0)).sum()),
+            "training_persons": int((~crowd | (num > 0)).sum()),
+            "easy_medium_hard": [int((ci < 0.2).sum()), int(((ci >= 0.2) & (ci < 0.8)).sum()), int((ci >= 0.8).sum())]}
+
+
+def check_crowdpose_loader(path):
+    """Read the file with the loader and return the same counts as raw_crowdpose_counts, checking
+    the file's other quirks on the way."""
+    ds = KeypointDataset("crowdpose", "/nonexistent", "val", ann_file=path)
     anns = [a for i in ds.image_ids for a in ds.annotations(i)]
-    assert sum(a["iscrowd"] for a in anns) == 106
     assert not any("area" in a for a in anns)
     flags = [np.asarray(a["keypoints"]).reshape(14, 3)[:, 2] for a in anns]
-    disagree = sum(1 for a, f in zip(anns, flags) if a["num_keypoints"] != int((f > 0).sum()))
-    assert disagree == 7543
-    assert sum(1 for a, f in zip(anns, flags) if a["num_keypoints"] == 0 and (f > 0).any()) == 954
     # the file's skeleton is COCO's 17-joint one; ours is valid for 14 joints
     file_skeleton = ds.db.category["skeleton"]
     assert max(max(e) for e in file_skeleton) > 14
     assert all(0 <= a < 14 and 0 <= b < 14 for a, b in ds.info.skeleton)
-    assert sum(len(ds.person_annotations(i)) for i in ds.image_ids) == 8421
+    first = ds.image_ids[0]
+    with pytest.raises(FileNotFoundError, match=re.escape(ds.image_info(first)["file_name"])):
+        ds.read_image(first)
     ci = np.array([ds.image_info(i)["crowdIndex"] for i in ds.image_ids])
-    assert [(ci < 0.2).sum(), ((ci >= 0.2) & (ci < 0.8)).sum(), (ci >= 0.8).sum()] == [411, 1240, 349]
-    with pytest.raises(FileNotFoundError, match="114203.jpg"):
-        ds.read_image(114203)
+    return {"images": len(ds), "persons": ds.db.num_persons, "iscrowd": sum(a["iscrowd"] for a in anns),
+            "disagree": sum(1 for a, f in zip(anns, flags) if a["num_keypoints"] != int((f > 0).sum())),
+            "zero_but_labelled": sum(1 for a, f in zip(anns, flags) if a["num_keypoints"] == 0 and (f > 0).any()),
+            "training_persons": sum(len(ds.person_annotations(i)) for i in ds.image_ids),
+            "easy_medium_hard": [int((ci < 0.2).sum()), int(((ci >= 0.2) & (ci < 0.8)).sum()), int((ci >= 0.8).sum())]}
+
+
+def test_crowdpose_val_loader_and_quirks(crowdpose_val_path):
+    """The committed subset: the loader agrees with the raw JSON, and every quirk is present."""
+    ours = check_crowdpose_loader(crowdpose_val_path)
+    raw = raw_crowdpose_counts(crowdpose_val_path)
+    assert ours == raw
+    assert raw["persons"] > raw["training_persons"] > 0  # iscrowd persons without points are dropped
+    assert raw["iscrowd"] > 0 and raw["disagree"] > 0 and raw["zero_but_labelled"] > 0
+    assert min(raw["easy_medium_hard"]) > 0
+
+
+def test_crowdpose_val_full_file_counts(crowdpose_val_full):
+    assert raw_crowdpose_counts(crowdpose_val_full) == FULL_FILE_COUNTS
+    assert check_crowdpose_loader(crowdpose_val_full) == FULL_FILE_COUNTS
 
 
 # ----------------------------------------------------------------------------- bad files

@@ -1,4 +1,4 @@
-"""Evaluator parity on the real CrowdPose val annotations.
+"""Evaluator parity on real CrowdPose val annotations (the committed subset, tests/data/README.md).
 
 Predictions are made by perturbing the GT (jitter, dropped joints, false positives, tied scores,
 all-zero keypoint scores, more than 20 detections on some images). Every CrowdPose statistic of
@@ -16,22 +16,13 @@ import pytest
 from higherpose.evaluation import CROWDPOSE_STAT_NAMES, evaluate_keypoints, format_table, person_records
 
 CROWD_SIGMAS = np.array([.79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89, .79, .79]) / 10.0
-NUM_IMAGES = 300
 
 
 @pytest.fixture(scope="module")
-def subset_gt(crowdpose_val_path, tmp_path_factory):
-    """A 300-image subset of crowdpose_val.json written to a temp file (the split reads the file)."""
+def subset_gt(crowdpose_val_path):
+    """The committed subset of crowdpose_val.json: its path (the evaluator reads the file) and data."""
     with open(crowdpose_val_path) as f:
-        data = json.load(f)
-    rng = np.random.default_rng(0)
-    images = [data["images"][i] for i in sorted(rng.choice(len(data["images"]), NUM_IMAGES, replace=False))]
-    ids = {im["id"] for im in images}
-    sub = {"images": images, "categories": data["categories"],
-           "annotations": [a for a in data["annotations"] if a["image_id"] in ids]}
-    path = tmp_path_factory.mktemp("gt") / "crowdpose_val_subset.json"
-    path.write_text(json.dumps(sub))
-    return str(path), sub
+        return crowdpose_val_path, json.load(f)
 
 
 def perturbed_predictions(gt, seed=0):

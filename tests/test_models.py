@@ -1,8 +1,8 @@
 """Networks: upstream key/shape maps, parameter counts, forward shapes, initialisation, registry.
 
-Key lists come from ../shared/reference (facts about upstream checkpoints); full-width models are
-only built (cheap), forwards run at reduced width and small inputs (full width is seconds per
-image on a 2-core CPU).
+Key lists come from tests/data/*_keys.txt (facts about upstream checkpoints, see the README
+there); full-width models are only built (cheap), forwards run at reduced width and small inputs
+(full width is seconds per image on a 2-core CPU).
 """
 import ast
 import functools
@@ -16,7 +16,7 @@ from higherpose.config import load_config
 from higherpose.models import MODELS, build_model, load_checkpoint
 from higherpose.models.hrt import GeneralTransformerBlock
 
-REFERENCE = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference"))
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 CROWD_W32 = "configs/crowd_pose/higher_hrnet/w32_512_adam_lr1e-3.yaml"
 CROWD_W48 = "configs/crowd_pose/higher_hrnet/w48_640_adam_lr1e-3.yaml"
