@@ -1,5 +1,7 @@
-"""Synthetic crowds: deterministic, readable by the CrowdPose loader, labels agree with pixels."""
+"""Synthetic crowds: deterministic, readable by the CrowdPose loader, labels agree with pixels;
+the packaged real layouts (the default) equal those read from CrowdPose's annotation file."""
 import filecmp
+import gzip
 import json
 import os
 import subprocess
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 from higherpose.data import KeypointDataset, dataset_info
-from higherpose.data.synthetic import MARKER_RGB, crowd_index, generate
+from higherpose.data.synthetic import MARKER_RGB, PACKAGED_LAYOUTS, crowd_index, generate, load_layouts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -95,8 +97,9 @@ def test_visibility_agrees_with_pixels(png_set):
     assert occluded_showing_colour <= 0.05 * occluded
 
 
-def test_joints_outside_the_image_are_unlabelled(tmp_path):
-    generate(str(tmp_path), 30, 0, 64, seed=9, num_val=0, min_people=3, max_people=6)
+@pytest.mark.parametrize("layouts", [PACKAGED_LAYOUTS, None])
+def test_joints_outside_the_image_are_unlabelled(tmp_path, layouts):
+    generate(str(tmp_path), 30, 0, 64, seed=9, num_val=0, min_people=3, max_people=6, layouts=layouts)
     data = json.load(open(tmp_path / "json" / "crowdpose_train.json"))
     kps = np.array([a["keypoints"] for a in data["annotations"]], float).reshape(-1, 14, 3)
     lab = kps[..., 2] > 0
@@ -113,8 +116,9 @@ def test_crowd_index_hand_worked():
     assert crowd_index([kps_a], [[0, 0, 10, 10]]) == 0.0
 
 
-def test_crowd_index_formula_on_real_crowdpose(crowdpose_val_path):
-    data = json.load(open(crowdpose_val_path))
+def crowd_index_agreement(path):
+    """Fraction of images whose published crowdIndex our formula reproduces."""
+    data = json.load(open(path))
     by_image = {}
     for a in data["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
@@ -123,7 +127,15 @@ def test_crowd_index_formula_on_real_crowdpose(crowdpose_val_path):
         anns = [a for a in by_image.get(img["id"], []) if not a["iscrowd"]]
         ours = crowd_index([a["keypoints"] for a in anns], [a["bbox"] for a in anns]) if anns else 0.0
         same += abs(ours - img["crowdIndex"]) < 0.006
-    assert same / len(data["images"]) > 0.7
+    return same / len(data["images"])
+
+
+def test_crowd_index_formula_on_real_crowdpose(crowdpose_val_path):
+    assert crowd_index_agreement(crowdpose_val_path) > 0.7
+
+
+def test_crowd_index_formula_on_full_crowdpose(crowdpose_val_full):
+    assert crowd_index_agreement(crowdpose_val_full) > 0.7
 
 
 def test_layouts_from_real_crowdpose(tmp_path, crowdpose_val_path):
@@ -135,6 +147,91 @@ def test_layouts_from_real_crowdpose(tmp_path, crowdpose_val_path):
     assert all(1 <= k <= 5 for k in n)
     assert filecmp.cmp(os.path.join(a, "json", "crowdpose_train.json"), os.path.join(b, "json", "crowdpose_train.json"),
                        shallow=False)
+
+
+def packaged_layout_records():
+    """The packaged layouts file, read directly (gzip JSON: images with id, width, height and
+    persons with xy, known, bbox), not through the code under test."""
+    from importlib.resources import files
+    data = (files("higherpose") / "data" / "layouts" / "crowdpose_val_layouts.json.gz").read_bytes()
+    return json.loads(gzip.decompress(data))["images"]
+
+
+def assert_same_layouts(got, expected):
+    """Layout lists equal in order, values and types (what rendering depends on)."""
+    assert len(got) == len(expected)
+    for (w, h, persons), (w2, h2, persons2) in zip(got, expected):
+        assert (w, h) == (w2, h2) and type(w) is type(w2) and len(persons) == len(persons2)
+        for (kp, known, bbox), (kp2, known2, bbox2) in zip(persons, persons2):
+            assert kp.dtype == kp2.dtype == np.float64 and kp.shape == kp2.shape == (14, 2)
+            assert np.array_equal(kp, kp2) and np.array_equal(known, known2) and known.dtype == known2.dtype == bool
+            assert bbox == bbox2 and [type(v) for v in bbox] == [type(v) for v in bbox2]
+
+
+def test_packaged_layouts_match_the_subset(crowdpose_val_path):
+    """The packaged records of the subset's images are exactly the subset's usable persons
+    (not iscrowd, >= 4 labelled joints; computed here from the raw JSON), and load_layouts gives
+    the same for the packaged file and for the subset file."""
+    packaged = packaged_layout_records()
+    by_id = {r["id"]: r for r in packaged}
+    data = json.load(open(crowdpose_val_path))
+    by_image = {}
+    for a in data["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    expected = []
+    for img in data["images"]:
+        persons = []
+        for a in by_image.get(img["id"], []):
+            k = np.asarray(a["keypoints"]).reshape(14, 3)
+            if not a["iscrowd"] and (k[:, 2] > 0).sum() >= 4:
+                persons.append({"xy": k[:, :2].reshape(-1).tolist(), "known": (k[:, 2] > 0).astype(int).tolist(),
+                                "bbox": a["bbox"]})
+        if persons:
+            expected.append({"id": img["id"], "width": img["width"], "height": img["height"], "persons": persons})
+        else:
+            assert img["id"] not in by_id
+    assert len(expected) > 300
+    assert [by_id[r["id"]] for r in expected] == expected
+    # same relative order in the packaged file as in the annotation file
+    position = {r["id"]: i for i, r in enumerate(packaged)}
+    assert sorted(position[r["id"]] for r in expected) == [position[r["id"]] for r in expected]
+    # load_layouts on either source: the packaged file decodes to its records, the subset to the same
+    as_layouts = [(float(r["width"]), float(r["height"]),
+                   [(np.asarray(p["xy"], np.float64).reshape(14, 2), np.asarray(p["known"], bool), p["bbox"])
+                    for p in r["persons"]]) for r in packaged]
+    assert_same_layouts(load_layouts(PACKAGED_LAYOUTS), as_layouts)
+    in_subset = [as_layouts[position[r["id"]]] for r in expected]
+    assert_same_layouts(load_layouts(crowdpose_val_path), in_subset)
+
+
+def test_packaged_layouts_equal_the_full_file(crowdpose_val_full, tmp_path):
+    """Packaged layouts and crowdpose_val.json itself: same list, and byte-identical renders."""
+    assert_same_layouts(load_layouts(PACKAGED_LAYOUTS), load_layouts(crowdpose_val_full))
+    a, b = str(tmp_path / "packaged"), str(tmp_path / "file")
+    generate(a, 8, 2, 128, seed=7, image_format="png", max_people=6)  # the default is the packaged set
+    generate(b, 8, 2, 128, seed=7, image_format="png", max_people=6, layouts=crowdpose_val_full)
+    files = _all_files(a)
+    assert files == _all_files(b) and len(files) == 4 + 12
+    match, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
+    assert not mismatch and not errors
+
+
+def test_layouts_choice(tmp_path):
+    """Default = packaged real layouts; None and "none" = sampled poses only, which differ."""
+    assert load_layouts(None) is None and load_layouts("none") is None
+    runs = {name: str(tmp_path / name) for name in ("default", "packaged", "none", "sampled")}
+    generate(runs["default"], 3, 0, 96, seed=2, num_val=0)
+    generate(runs["packaged"], 3, 0, 96, seed=2, num_val=0, layouts=PACKAGED_LAYOUTS)
+    generate(runs["none"], 3, 0, 96, seed=2, num_val=0, layouts="none")
+    generate(runs["sampled"], 3, 0, 96, seed=2, num_val=0, layouts=None)
+
+    def same(x, y):
+        files = _all_files(runs[x])
+        return filecmp.cmpfiles(runs[x], runs[y], files, shallow=False)[0] == files
+
+    assert same("default", "packaged") and same("none", "sampled")
+    assert not filecmp.cmp(os.path.join(runs["default"], "json", "crowdpose_train.json"),
+                           os.path.join(runs["sampled"], "json", "crowdpose_train.json"), shallow=False)
 
 
 def test_bad_arguments():

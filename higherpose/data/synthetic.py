@@ -1,18 +1,23 @@
 """Synthetic crowds: a CrowdPose-format dataset of articulated figures, rendered with OpenCV.
 
-`generate(out_dir, num_train, num_test, image_size, seed, layouts=None, ...)` writes
+`generate(out_dir, num_train, num_test, image_size, seed, layouts="crowdpose", ...)` writes
 
   out_dir/json/crowdpose_{train,val,test,trainval}.json
   out_dir/images/<id>.jpg (or .png)
 
 which the CrowdPose loader reads unchanged. Each image holds several figures with CrowdPose's
 14 joints. Where the poses come from:
-  * `layouts` = a real CrowdPose annotation file (e.g. crowdpose_val.json): one real image's
-    person layout (positions, scales, overlaps and the labelled joints) is rescaled into the
-    square image; joints the annotators left unlabelled are completed with body proportions.
+  * `layouts` = "crowdpose" (PACKAGED_LAYOUTS, the default): the person layouts of the real
+    CrowdPose validation images, shipped with the package (higherpose/data/layouts/), or
+    `layouts` = a path to a CrowdPose-format annotation file: one real image's person layout
+    (positions, scales, overlaps and the labelled joints) is rescaled into the square image;
+    joints the annotators left unlabelled are completed with body proportions. The packaged
+    layouts equal those read from crowdpose_val.json itself, so both render identical files.
     (CrowdPose: Li et al., "CrowdPose: Efficient Crowded Scenes Pose Estimation and a New
     Benchmark", CVPR 2019.)
-  * otherwise a built-in sampler: random height, position, torso lean, facing, limb angles.
+  * `layouts` = None or "none": a built-in sampler only: random height, position, torso lean,
+    facing, limb angles. With real layouts the sampler still fills each image up to its drawn
+    number of people (figures of a layout too small for the image size are dropped).
 
 Drawing: figures go from far to near (lower feet = nearer), so nearer people cover farther
 ones. Body parts are filled tapered shapes (torso, limbs, neck, head) in per-person colours with
@@ -32,6 +37,7 @@ decimals (0 when nobody qualifies). Recomputed this way on the real crowdpose_va
 reproduces the published value of about three images in four exactly (the rest were computed by
 the authors on annotations that are not all released).
 """
+import gzip
 import json
 import math
 import os
@@ -58,6 +64,11 @@ MARKER_RGB = np.array([
     (255, 255, 255), (20, 20, 20)], np.uint8)
 SPLIT_BASE = {"train": 100000, "val": 200000, "test": 300000}
 SPLIT_CODE = {"train": 1, "val": 2, "test": 3}
+
+# generate(layouts=PACKAGED_LAYOUTS): person layouts of the real CrowdPose val images, shipped
+# in higherpose/data/layouts/ (derived from crowdpose_val.json; see the README there).
+PACKAGED_LAYOUTS = "crowdpose"
+PACKAGED_LAYOUTS_FILE = "crowdpose_val_layouts.json.gz"
 
 _LAYOUT_CACHE = {}
 
@@ -168,28 +179,66 @@ def estimate_height(kp, known, bbox=None):
     return 1.0
 
 
-def load_layouts(path):
-    """Real person layouts: list of (width, height, [(kp [14,2], known [14], bbox), ...])."""
-    if path in _LAYOUT_CACHE:
-        return _LAYOUT_CACHE[path]
+def _records_from_annotations(path):
+    """Usable persons of a CrowdPose-format file, values as the file holds them: a list of
+    {"id", "width", "height", "persons": [{"xy": 28 numbers, "known": 14 x 0/1, "bbox"}]} for
+    the images that have any. Usable: not iscrowd and at least 4 labelled joints (v > 0)."""
     from .annotations import KeypointAnnotations
     db = KeypointAnnotations(path, NUM_JOINTS)
-    layouts = []
+    records = []
     for image_id in db.image_ids:
         info = db.images[image_id]
         persons = []
         for a in db.annotations(image_id):
-            k = np.asarray(a["keypoints"], np.float64).reshape(NUM_JOINTS, 3)
-            known = k[:, 2] > 0
-            if a["iscrowd"] or known.sum() < 4:
+            kps = a["keypoints"]
+            known = [int(v > 0) for v in kps[2::3]]
+            if a["iscrowd"] or sum(known) < 4:
                 continue
-            persons.append((k[:, :2], known, a.get("bbox")))
+            xy = [v for j in range(NUM_JOINTS) for v in kps[3 * j:3 * j + 2]]
+            persons.append({"xy": xy, "known": known, "bbox": a.get("bbox")})
         if persons:
-            layouts.append((float(info["width"]), float(info["height"]), persons))
-    if not layouts:
-        raise ValueError(f"{path}: no usable person layouts (need persons with >= 4 labelled joints)")
-    _LAYOUT_CACHE[path] = layouts
-    return layouts
+            records.append({"id": image_id, "width": info["width"], "height": info["height"], "persons": persons})
+    return records
+
+
+def _packaged_records():
+    """The records of the packaged CrowdPose val layouts (higherpose/data/layouts/README.md)."""
+    from importlib.resources import files
+    with (files("higherpose") / "data" / "layouts" / PACKAGED_LAYOUTS_FILE).open("rb") as f:
+        return json.loads(gzip.decompress(f.read()))["images"]
+
+
+def write_layouts(records, out_path, source=""):
+    """Write layout records (as `_records_from_annotations` returns them) as gzip-compressed JSON;
+    the same records give the same bytes."""
+    text = json.dumps({"source": source, "images": records}, separators=(",", ":")).encode()
+    with open(out_path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
+        f.write(text)
+
+
+def load_layouts(layouts=PACKAGED_LAYOUTS):
+    """Real person layouts: list of (width, height, [(kp [14,2], known [14], bbox), ...]).
+
+    layouts: PACKAGED_LAYOUTS ("crowdpose": the CrowdPose val layouts shipped with the package),
+    a path to a CrowdPose-format annotation file, or None / "none" / "" (returns None: sampled
+    poses). Persons kept: not iscrowd, at least 4 labelled joints; images without one are left
+    out. Both sources give the same list for the same annotations.
+    """
+    if layouts is None or layouts in ("", "none"):
+        return None
+    layouts = os.fspath(layouts)
+    if layouts in _LAYOUT_CACHE:
+        return _LAYOUT_CACHE[layouts]
+    records = _packaged_records() if layouts == PACKAGED_LAYOUTS else _records_from_annotations(layouts)
+    out = []
+    for r in records:
+        persons = [(np.asarray(p["xy"], np.float64).reshape(NUM_JOINTS, 2), np.asarray(p["known"], bool), p["bbox"])
+                   for p in r["persons"]]
+        out.append((float(r["width"]), float(r["height"]), persons))
+    if not out:
+        raise ValueError(f"{layouts}: no usable person layouts (need persons with >= 4 labelled joints)")
+    _LAYOUT_CACHE[layouts] = out
+    return out
 
 
 def sample_people(rng, size, min_people, max_people, layouts=None):
@@ -460,13 +509,15 @@ def category():
             "skeleton": [[a + 1, b + 1] for a, b in CROWDPOSE_SKELETON]}
 
 
-def generate(out_dir, num_train, num_test, image_size, seed, layouts=None, min_people=1, max_people=6,
+def generate(out_dir, num_train, num_test, image_size, seed, layouts=PACKAGED_LAYOUTS, min_people=1, max_people=6,
              num_val=None, image_format="jpg", jpeg_quality=95, marker_scale=1.0, clutter=1.0):
     """Render a synthetic CrowdPose-format data set into out_dir (see the module docstring).
 
     Splits: train (num_train images), val (num_val, default num_test), test (num_test), and
     trainval = train + val. Image ids: 100000 + i (train), 200000 + i (val), 300000 + i (test).
     Every image depends only on (seed, split, index): same arguments, identical files.
+    layouts: "crowdpose" (packaged real layouts), an annotation file path, or None / "none"
+    (sampled poses); see `load_layouts`.
     Difficulty knobs: marker_scale scales the joint markers' radius (default max(2, 0.022·height)
     px); clutter scales the number of background distractors and the chance (0.3) of a
     foreground distractor (0 = none).
@@ -482,7 +533,7 @@ def generate(out_dir, num_train, num_test, image_size, seed, layouts=None, min_p
     for n in (num_train, num_val, num_test):
         if not 0 <= int(n) < 100000:
             raise ValueError(f"split sizes must be in [0, 100000), got {n}")
-    layout_list = load_layouts(layouts) if layouts else None
+    layout_list = load_layouts(layouts)
     os.makedirs(os.path.join(out_dir, "json"), exist_ok=True)
     os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
     size = int(image_size)
