@@ -8,6 +8,8 @@ import math
 import os
 from collections import defaultdict
 
+from ..errors import DATA_GUIDE, MissingInputError
+
 
 class AnnotationError(ValueError):
     """A malformed annotation file or entry."""
@@ -28,7 +30,7 @@ class KeypointAnnotations:
         self.path = path
         self.num_joints = int(num_joints)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"annotation file not found: {path}")
+            raise MissingInputError(f"annotation file not found: {path} (see {DATA_GUIDE})")
         try:
             with open(path, "r") as f:
                 data = json.load(f)

@@ -56,6 +56,7 @@ def build_dataset(cfg, is_train):
         split = d.TRAIN_SET if is_train else d.TEST_SET
         ensure_synthetic(cfg, d.DATASET, split)
         base = KeypointDataset(d.DATASET, d.ROOT, split)
+        base.check_images()
         return TopDownDataset(
             base, is_train, cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, sigma=cfg.MODEL.SIGMA,
             flip=bool(d.FLIP), scale_factor=d.SCALE_FACTOR, rot_factor=d.ROT_FACTOR,
@@ -64,12 +65,15 @@ def build_dataset(cfg, is_train):
             image_thre=cfg.TEST.IMAGE_THRE, seed=cfg.get("SEED", 0))
     if not is_train:
         ensure_synthetic(cfg, d.DATASET_TEST, d.TEST)
-        return KeypointDataset(d.DATASET_TEST, d.ROOT, d.TEST, with_center=d.WITH_CENTER)
+        dataset = KeypointDataset(d.DATASET_TEST, d.ROOT, d.TEST, with_center=d.WITH_CENTER)
+        dataset.check_images()
+        return dataset
     if d.SCALE_AWARE_SIGMA:
         raise NotImplementedError("DATASET.SCALE_AWARE_SIGMA (per-person sigma) is not supported; "
                                   "the released HigherHRNet configs leave it False")
     ensure_synthetic(cfg, d.DATASET, d.TRAIN)
     base = KeypointDataset(d.DATASET, d.ROOT, d.TRAIN, with_center=d.WITH_CENTER)
+    base.check_images()
     if base.num_joints != cfg.DATASET.NUM_JOINTS:
         raise ValueError(f"DATASET.NUM_JOINTS is {cfg.DATASET.NUM_JOINTS} but {base.name} has "
                          f"{base.num_joints} joints")

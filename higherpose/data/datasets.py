@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import DATA_GUIDE, MissingInputError
 from .annotations import AnnotationError, KeypointAnnotations
 from .info import canonical_name, dataset_info
 from .targets import HeatmapGenerator, JointsGenerator, topdown_gaussian_target
@@ -73,6 +74,20 @@ class KeypointDataset(Dataset):
 
     def image_path(self, image_id):
         return os.path.join(self.image_dir, self.db.images[image_id]["file_name"])
+
+    def check_images(self):
+        """Fail early, naming the folder, when the split's images are not where they belong.
+
+        Without this a missing image folder shows up only mid-run, inside a data-loader worker.
+        """
+        if not os.path.isdir(self.image_dir):
+            raise MissingInputError(f"image folder not found: {self.image_dir} (the images of "
+                                    f"{self.ann_file}; see {DATA_GUIDE})")
+        if self.image_ids:
+            first = self.image_path(self.image_ids[0])
+            if not os.path.isfile(first):
+                raise MissingInputError(f"image file not found: {first} (the first image listed in "
+                                        f"{self.ann_file}; see {DATA_GUIDE})")
 
     def read_image(self, image_id):
         """BGR uint8 image (EXIF orientation ignored, as upstream)."""
@@ -271,7 +286,8 @@ class TopDownDataset(_SeededDataset):
 
     def _detection_boxes(self, bbox_file, image_thre):
         if not os.path.isfile(bbox_file):
-            raise FileNotFoundError(f"person detection file (TEST.COCO_BBOX_FILE) not found: {bbox_file}")
+            raise MissingInputError(f"person detection file (TEST.COCO_BBOX_FILE) not found: {bbox_file} "
+                                    f"(see {DATA_GUIDE}, or set TEST.USE_GT_BBOX True)")
         try:
             with open(bbox_file) as f:
                 dets = json.load(f)

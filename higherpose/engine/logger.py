@@ -1,4 +1,4 @@
-"""Output folders, log files, TensorBoard and the training-curve plot.
+"""Output folders, log files, TensorBoard and the training-curve plot (the last two optional).
 
 Folders as upstream: OUTPUT_DIR/<DATASET.DATASET>/<MODEL.NAME>/<cfg file stem>/ holds the
 checkpoints and the log file `<stem>_<time>_<phase>_rank<r>.log`; TensorBoard event files go to
@@ -91,11 +91,17 @@ def plot_training_curve(history, path, title=None):
     """PNG of the logged losses against the iteration (one line per component, log scale).
 
     `history` is a list of dicts with "iteration" and loss values (what the trainer logs).
-    Returns the path, or None when there is nothing to draw.
+    Returns the path, or None when there is nothing to draw or matplotlib is not installed (it
+    comes with the optional `train` extra; the run itself does not need it).
     """
     if not history:
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"warning: matplotlib is not installed, so {path} is not drawn "
+              "(pip install 'higherpose[train]')", file=sys.stderr)
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 import torch
 
+from ..errors import DATA_GUIDE, MissingInputError
+
 LoadResult = namedtuple("LoadResult", ["missing_keys", "unexpected_keys", "mismatched_keys"])
 
 _NESTED = ("state_dict", "model", "best_state_dict", "model_state_dict")
@@ -27,7 +29,7 @@ class CheckpointError(RuntimeError):
 def read_checkpoint(path):
     """torch.load(path, weights_only=True) with readable errors."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
+        raise MissingInputError(f"checkpoint file not found: {path} (see {DATA_GUIDE})")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -146,8 +148,9 @@ def load_pretrained(model, path, pretrained_layers=("*",)):
     loaded. A named but missing file is an error (set MODEL.PRETRAINED '' to train from scratch).
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"MODEL.PRETRAINED names {path!r}, which does not exist "
-                                f"(set MODEL.PRETRAINED '' to train from scratch)")
+        raise MissingInputError(f"MODEL.PRETRAINED names {path!r}, which does not exist (where the "
+                                f"ImageNet weights come from: {DATA_GUIDE}; MODEL.PRETRAINED '' trains "
+                                f"from scratch)")
     sd = adapt_state_dict(extract_state_dict(read_checkpoint(path), path), model.state_dict().keys())
     own = model.state_dict()
     layers = set(pretrained_layers)
