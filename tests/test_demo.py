@@ -1,15 +1,14 @@
-"""tools/demo.py: image, folder and video in, annotated files out (stand-in model)."""
+"""higherpose-demo (higherpose.cli.demo): image, folder and video in, annotated files out (stand-in model)."""
 import json
 import os
-import sys
 
 import cv2
 import numpy as np
 import pytest
+from test_predictor import dot_image, make_predictor
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-import demo  # noqa: E402
-from test_predictor import dot_image, make_predictor  # noqa: E402
+from higherpose.cli import demo
+from higherpose.errors import UserInputError
 
 CFG = "configs/crowd_pose/higher_hrnet/w32_512_adam_lr1e-3.yaml"
 
@@ -21,7 +20,7 @@ def test_image_folder(tmp_path):
     cv2.imwrite(str(src / "b.jpg"), dot_image(100, 160, 100, 50))
     (src / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
-    written = demo.main(["--cfg", CFG, "--input", str(src), "--output", str(out), "--heatmap"],
+    written = demo.run(["--cfg", CFG, "--input", str(src), "--output", str(out), "--heatmap"],
                         predictor=make_predictor())
     assert sorted(os.path.basename(p) for p in written) == ["a.jpg", "b.jpg"]
     a = cv2.imread(str(out / "a.jpg"))
@@ -40,7 +39,7 @@ def test_video(tmp_path):
         writer.write(dot_image(64, 96, 10 + 12 * t, 32))
     writer.release()
     out = tmp_path / "out"
-    written = demo.main(["--cfg", CFG, "--input", path, "--output", str(out)], predictor=make_predictor())
+    written = demo.run(["--cfg", CFG, "--input", path, "--output", str(out)], predictor=make_predictor())
     cap = cv2.VideoCapture(written[0])
     frames = 0
     while True:
@@ -53,10 +52,10 @@ def test_video(tmp_path):
 
 
 def test_bad_input(tmp_path):
-    with pytest.raises(SystemExit, match="not found"):
-        demo.main(["--cfg", CFG, "--input", str(tmp_path / "missing.jpg"), "--output", str(tmp_path)],
+    with pytest.raises(UserInputError, match="not found"):
+        demo.run(["--cfg", CFG, "--input", str(tmp_path / "missing.jpg"), "--output", str(tmp_path)],
                   predictor=make_predictor())
     (tmp_path / "x.xyz").write_text("?")
-    with pytest.raises(SystemExit, match="neither"):
-        demo.main(["--cfg", CFG, "--input", str(tmp_path / "x.xyz"), "--output", str(tmp_path)],
+    with pytest.raises(UserInputError, match="neither"):
+        demo.run(["--cfg", CFG, "--input", str(tmp_path / "x.xyz"), "--output", str(tmp_path)],
                   predictor=make_predictor())

@@ -263,11 +263,7 @@ def test_registry():
 
 
 def test_model_info_counts_parameters_and_window_attention():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "model_info", os.path.join(os.path.dirname(__file__), "..", "tools", "model_info.py"))
-    model_info = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(model_info)
+    from higherpose.cli import model_info
     model_info._register_window_attention_formula()
     plain = model_info.measure(HRT_T, small_hrt_opts())
     assert plain["device"] == "meta" and plain["input"] == (256, 192)

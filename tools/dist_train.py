@@ -6,14 +6,12 @@
     python tools/dist_train.py --cfg ... --cpu-procs 2          # two CPU processes, gloo
     torchrun --nproc-per-node 4 tools/dist_train.py --cfg ...   # env:// rendezvous
 
-With one GPU, `--gpu ID`, or no GPU it runs in this process (no spawn).
+The `higherpose-dist-train` console script; the code is higherpose/cli/dist_train.py,
+taken from whichever higherpose is installed (nothing is added to sys.path).
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from higherpose.engine import main  # noqa: E402
+from higherpose.cli.dist_train import main
 
 if __name__ == "__main__":
-    sys.exit(main(spawn_per_gpu=True, description=__doc__.strip().splitlines()[0]))
+    sys.exit(main())

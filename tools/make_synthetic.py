@@ -1,41 +1,15 @@
+#!/usr/bin/env python
 """Render a synthetic CrowdPose-format data set (json/crowdpose_*.json + images/).
 
-Example:
-  python tools/make_synthetic.py --out data/synthetic_crowd --num-train 200 --num-test 50 \
-      --image-size 256 --seed 0 --layouts ../shared/data/crowdpose_val.json
+    python tools/make_synthetic.py --out data/synthetic_crowd --num-train 200 --num-test 50 \\
+        --image-size 256 --seed 0 [--layouts crowdpose|none|FILE]
+
+The `higherpose-make-synthetic` console script; the code is higherpose/cli/make_synthetic.py,
+taken from whichever higherpose is installed (nothing is added to sys.path).
 """
-import argparse
-import os
 import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from higherpose.data.synthetic import generate  # noqa: E402
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="output folder (gets json/ and images/)")
-    p.add_argument("--num-train", type=int, default=200)
-    p.add_argument("--num-test", type=int, default=50)
-    p.add_argument("--num-val", type=int, default=None, help="default: same as --num-test")
-    p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--layouts", default=None, help="a real CrowdPose annotation file to take person layouts from")
-    p.add_argument("--min-people", type=int, default=1)
-    p.add_argument("--max-people", type=int, default=6)
-    p.add_argument("--format", choices=("jpg", "png"), default="jpg")
-    p.add_argument("--marker-scale", type=float, default=1.0, help="joint marker radius factor")
-    p.add_argument("--clutter", type=float, default=1.0, help="distractor amount factor (0 = none)")
-    args = p.parse_args(argv)
-    start = time.time()
-    paths = generate(args.out, args.num_train, args.num_test, args.image_size, args.seed, layouts=args.layouts,
-                     min_people=args.min_people, max_people=args.max_people, num_val=args.num_val,
-                     image_format=args.format, marker_scale=args.marker_scale, clutter=args.clutter)
-    print(f"wrote {', '.join(sorted(paths))} under {os.path.join(args.out, 'json')} "
-          f"in {time.time() - start:.1f} s")
-
+from higherpose.cli.make_synthetic import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,14 +4,12 @@
     python tools/train.py --cfg configs/synthetic/higher_hrnet_tiny.yaml [KEY VALUE ...]
     torchrun --nproc-per-node 2 tools/train.py --cfg ... [KEY VALUE ...]
 
-Options as tools/dist_train.py; this one never spawns one process per GPU by itself.
+The `higherpose-train` console script; the code is higherpose/cli/train.py,
+taken from whichever higherpose is installed (nothing is added to sys.path).
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from higherpose.engine import main  # noqa: E402
+from higherpose.cli.train import main
 
 if __name__ == "__main__":
-    sys.exit(main(spawn_per_gpu=False, description=__doc__.strip().splitlines()[0]))
+    sys.exit(main())

@@ -1,4 +1,5 @@
-"""Command line of tools/train.py and tools/dist_train.py, and how processes are started.
+"""Command line of higherpose-train / higherpose-dist-train (tools/train.py, tools/dist_train.py),
+and how processes are started.
 
 Ways to run (all reach `trainer.train` once per process):
 - one process: the CPU, one GPU (`--gpu ID`, or the only GPU), or a world of one — no spawn;
@@ -27,10 +28,11 @@ DEFAULT_DIST_URL = "tcp://127.0.0.1:23456"
 
 
 def build_arg_parser(description):
+    """The flags; the KEY VALUE overrides around them are collected by `parse`."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--cfg", required=True, help="experiment config file (experiments/... resolves to configs/...)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, default=[],
-                   help="config overrides as KEY VALUE pairs, e.g. TRAIN.END_EPOCH 10")
+    p.add_argument("--cfg", required=True,
+                   help="experiment config: a file, or a packaged config name (experiments/... or configs/... "
+                        "map onto the packaged tree; higherpose-model-info --list names them)")
     p.add_argument("--gpu", default=None, help="train on this one GPU id only (no data parallelism)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is visible")
     p.add_argument("--cpu-procs", type=int, default=0,
@@ -59,17 +61,17 @@ class Plan:
 
 
 def parse(argv=None, description="Train a pose network"):
-    """(args, cfg) from a command line; errors name what is wrong (argparse exits with code 2)."""
-    from higherpose.config import load_config
+    """(args, cfg) from a command line whose flags may come before or after the KEY VALUE
+    overrides; a bad flag or config exits with code 2 and one line naming what is wrong."""
+    from higherpose.cli.common import exit_with_error, load_config, parse_with_overrides
+    from higherpose.errors import UserInputError
 
     parser = build_arg_parser(description)
-    args = parser.parse_args(argv)
-    opts = [o for o in args.opts if o != "--"]
-    import yaml
+    args = parse_with_overrides(parser, argv)
     try:
-        cfg = load_config(args.cfg, opts)
-    except (FileNotFoundError, ValueError, KeyError, AssertionError, yaml.YAMLError) as err:
-        parser.error(f"bad config: {err}")
+        cfg = load_config(args.cfg, args.opts)
+    except UserInputError as err:
+        exit_with_error(err)
     if args.cpu_procs < 0:
         parser.error(f"--cpu-procs must be >= 0, got {args.cpu_procs}")
     if args.world_size == 0 or args.world_size < -1:
@@ -86,12 +88,14 @@ def parse(argv=None, description="Train a pose network"):
 
 
 def make_plan(args, cfg, spawn_per_gpu, components=None):
+    from higherpose.cli.common import exit_with_error
+
     cuda = torch.cuda.is_available() and not args.cpu and not args.cpu_procs
     if args.gpu is not None:
         if not torch.cuda.is_available():
-            raise SystemExit(f"--gpu {args.gpu} given but CUDA is not available")
+            exit_with_error(f"--gpu {args.gpu} given but CUDA is not available")
         if not 0 <= args.gpu < torch.cuda.device_count():
-            raise SystemExit(f"--gpu {args.gpu} out of range: {torch.cuda.device_count()} GPU(s) visible")
+            exit_with_error(f"--gpu {args.gpu} out of range: {torch.cuda.device_count()} GPU(s) visible")
     nodes, node_rank = args.world_size, args.rank
     if args.dist_url == "env://":
         if nodes == -1:
@@ -99,7 +103,7 @@ def make_plan(args, cfg, spawn_per_gpu, components=None):
         if node_rank == -1:
             node_rank = int(os.environ.get("RANK", "0"))
     if not 0 <= node_rank < nodes:
-        raise SystemExit(f"--rank {node_rank} must lie in [0, {nodes}) for --world-size {nodes}")
+        exit_with_error(f"--rank {node_rank} must lie in [0, {nodes}) for --world-size {nodes}")
     if args.cpu_procs:
         per_node, device_type = args.cpu_procs, "cpu"
     elif cuda and args.gpu is None and spawn_per_gpu and cfg.MULTIPROCESSING_DISTRIBUTED:
@@ -158,7 +162,8 @@ def _worker_body(plan, ctx, init_method, stop_after_iters):
 
 
 def main(argv=None, spawn_per_gpu=True, description="Train a pose network"):
-    """Entry point of tools/dist_train.py (spawn_per_gpu=True) and tools/train.py (False)."""
+    """Training from a command line: higherpose-dist-train (spawn_per_gpu=True) and higherpose-train
+    (False), through higherpose.cli, which turns a UserInputError into one `error:` line."""
     args, cfg = parse(argv, description)
     plan = make_plan(args, cfg, spawn_per_gpu)
     run(plan)
