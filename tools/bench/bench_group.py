@@ -16,17 +16,13 @@ ratio and whether the outputs are identical. With --device cuda: the op's whole 
     python tools/bench/bench_group.py [--device cpu|cuda|all] [--repeats 5]
 """
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-import higherpose.ops as hops  # noqa: E402
-from higherpose.ops.reference import group as ref  # noqa: E402
+import higherpose.ops as hops
+from higherpose.ops.reference import group as ref
 
 CASES = [  # (size, T)
     (128, 1),

@@ -14,17 +14,13 @@ bandwidth measured in the same run, and the fraction printed is bound / graph ti
 """
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-import higherpose.ops as hops  # noqa: E402
+import higherpose.ops as hops
 
 KERNEL = 5
 K = 30

@@ -29,14 +29,12 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 
 import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
 CFG = os.path.join(ROOT, "configs", "crowd_pose", "higher_hrnet", "w32_512_adam_lr1e-3.yaml")
 

@@ -19,17 +19,14 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from higherpose.ops import centre_offset, window_attention  # noqa: E402
-from higherpose.ops.reference.window_attention import relative_position_index, window_grid  # noqa: E402
-from higherpose.ops.reference.window_attention import window_attention as reference_attention  # noqa: E402
+from higherpose.ops import centre_offset, window_attention
+from higherpose.ops.reference.window_attention import relative_position_index, window_grid
+from higherpose.ops.reference.window_attention import window_attention as reference_attention
 
 SHAPES = [  # name, channels, heads, H, W
     ("B-branch0", 78, 2, 64, 48),
