@@ -210,3 +210,12 @@ def test_training_curve_skipped_without_matplotlib(tmp_path, monkeypatch, capsys
     assert not path.exists()
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("warning: matplotlib is not installed")
+
+
+def test_ochuman_missing_annotations_named_by_their_official_file(tmp_path):
+    from higherpose.data import dataset_paths
+    official = str(tmp_path / "annotations" / "ochuman_coco_format_val_range_0.00_1.00.json")
+    assert dataset_paths("ochuman", str(tmp_path), "val")[0] == official
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "person_keypoints_val.json").write_text("{}")
+    assert dataset_paths("ochuman", str(tmp_path), "val")[0].endswith("person_keypoints_val.json")

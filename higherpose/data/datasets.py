@@ -39,8 +39,9 @@ def dataset_paths(name, root, split):
             ann = os.path.join(root, "annotations", f"image_info_{split}.json")
         return ann, os.path.join(root, "images", split)
     ann = os.path.join(root, "annotations", f"ochuman_coco_format_{split}_range_0.00_1.00.json")
-    if not os.path.isfile(ann):
-        ann = os.path.join(root, "annotations", f"person_keypoints_{split}.json")
+    other = os.path.join(root, "annotations", f"person_keypoints_{split}.json")
+    if not os.path.isfile(ann) and os.path.isfile(other):
+        ann = other  # when neither exists, the official OCHuman name is the one to report missing
     return ann, os.path.join(root, "images")
 
 
