@@ -1,4 +1,4 @@
-"""The CUDA block emulator (csrc/emulation) that tests the CUDA kernels on machines without a GPU:
+"""The CUDA block emulator (tests/csrc/emulation) that tests the CUDA kernels on machines without a GPU:
 barriers order shared-memory writes before reads, warp shuffles exchange lane values, a barrier
 some threads never reach is reported instead of hanging, and unwritten shared memory reads NaN."""
 import math
@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-import higherpose.ops  # noqa: F401  (loads the operator library)
+import emulated_ops
 
-self_test = torch.ops.higherpose._cuda_emulator_self_test
+self_test = emulated_ops.load().emulator_self_test
 
 
 def test_barrier_makes_neighbours_writes_visible():

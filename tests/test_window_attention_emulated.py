@@ -1,4 +1,4 @@
-"""The CUDA window-attention kernels, run on the CPU by the block emulator (csrc/emulation), against
+"""The CUDA window-attention kernels, run on the CPU by the block emulator (tests/csrc), against
 the pure-PyTorch reference: every kernel family ("rows", "tiles", "mma"), both pad modes, with and
 without the bias table, odd sizes, grid offsets, rectangular windows, head_dims 5..128,
 fp32/fp16/bf16, strided inputs, shuffled thread schedules. Machines without a GPU (CI) check the kernels' logic
@@ -8,8 +8,10 @@ import torch
 
 from higherpose.ops.reference.window_attention import window_attention as reference
 
-forward = torch.ops.higherpose._window_attention_forward_emulated
-backward = torch.ops.higherpose._window_attention_backward_emulated
+import emulated_ops
+
+forward = emulated_ops.load().window_attention_forward_emulated
+backward = emulated_ops.load().window_attention_backward_emulated
 
 FAMILIES = ["rows", "tiles", "mma"]
 TOL = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1e-2}

@@ -8,7 +8,7 @@
 // is) and only evaluates the distance where det reaches the current best. Ties keep the lowest
 // flat index, so the result is the same as a plain row-major argmax.
 #include <ATen/Parallel.h>
-#include <torch/library.h>
+#include "registration.h"
 
 #include <cmath>
 #include <limits>
@@ -264,7 +264,7 @@ std::tuple<at::Tensor, at::Tensor> linear_sum_assignment_cpu(const at::Tensor& c
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(higherpose, CPU, m) {
+HIGHERPOSE_LIBRARY_IMPL(CPU, m) {
   m.impl("ae_group", &ae_group_cpu);
   m.impl("linear_sum_assignment", &linear_sum_assignment_cpu);
 }

@@ -15,7 +15,7 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
+#include "registration.h"
 
 #include <cstdint>
 #include <limits>
@@ -288,6 +288,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ae_group_cuda(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(higherpose, CUDA, m) { m.impl("ae_group", &ae_group_cuda); }
+HIGHERPOSE_LIBRARY_IMPL(CUDA, m) { m.impl("ae_group", &ae_group_cuda); }
 
 }  // namespace higherpose

@@ -7,7 +7,8 @@
 
 namespace higherpose {
 
-// Checks every argument of heatmap_peaks; errors name the argument that is wrong.
+// Checks every argument of heatmap_peaks, for every path (CPU, CUDA and the Meta kernel, whose
+// sizes may be symbolic under torch.compile, hence sym_size); errors name the wrong argument.
 inline void check_heatmap_peaks_args(const at::Tensor& heatmaps, const at::Tensor& tags,
                                      int64_t kernel, int64_t k) {
   TORCH_CHECK(heatmaps.dim() == 4, "heatmap_peaks: heatmaps must be [N, J, H, W], got ",
@@ -15,8 +16,8 @@ inline void check_heatmap_peaks_args(const at::Tensor& heatmaps, const at::Tenso
   TORCH_CHECK(tags.dim() == 5, "heatmap_peaks: tags must be [N, J, H, W, T], got ", tags.dim(),
               " dimensions");
   for (int d = 0; d < 4; ++d) {
-    TORCH_CHECK(tags.size(d) == heatmaps.size(d), "heatmap_peaks: tags ", tags.sizes(),
-                " do not match heatmaps ", heatmaps.sizes(), " in dimension ", d);
+    TORCH_CHECK(tags.sym_size(d) == heatmaps.sym_size(d), "heatmap_peaks: tags ", tags.sym_sizes(),
+                " do not match heatmaps ", heatmaps.sym_sizes(), " in dimension ", d);
   }
   TORCH_CHECK(at::isFloatingType(heatmaps.scalar_type()),
               "heatmap_peaks: heatmaps must be a floating dtype, got ", heatmaps.scalar_type());

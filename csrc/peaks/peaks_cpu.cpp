@@ -9,7 +9,7 @@
 // neighbour, so a smooth map costs a few comparisons per pixel and no pooled copy is made.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
+#include "registration.h"
 
 #include <vector>
 
@@ -100,6 +100,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> heatmap_peaks_cpu(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(higherpose, CPU, m) { m.impl("heatmap_peaks", &heatmap_peaks_cpu); }
+HIGHERPOSE_LIBRARY_IMPL(CPU, m) { m.impl("heatmap_peaks", &heatmap_peaks_cpu); }
 
 }  // namespace higherpose

@@ -29,7 +29,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <ATen/Dispatch.h>
-#include <torch/library.h>
+#include "registration.h"
 
 #include <cstdint>
 #include <limits>
@@ -579,6 +579,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> heatmap_peaks_cuda(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(higherpose, CUDA, m) { m.impl("heatmap_peaks", &heatmap_peaks_cuda); }
+HIGHERPOSE_LIBRARY_IMPL(CUDA, m) { m.impl("heatmap_peaks", &heatmap_peaks_cuda); }
 
 }  // namespace higherpose

@@ -6,7 +6,14 @@
 
 #include <cstdint>
 
+#if defined(__CUDACC__)
+// The block's dynamic shared memory as an array of `type`.
+#define HP_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#else
+// Compiled as host C++ only by the test-only CUDA block emulator (tests/csrc/emulation), which
+// maps CUDA's keywords and built-ins, HP_DYNAMIC_SHARED and the mma forms onto fibers.
 #include "emulation/cuda_on_host.h"
+#endif
 
 namespace higherpose {
 namespace {

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "window_attention/kernels_common.cuh"  // first: it brings the emulator's CUDA keywords
-#include "emulation/mma.h"
+#include "window_attention/mma.cuh"
 
 namespace higherpose {
 namespace {

@@ -28,24 +28,33 @@ inline void check_same(const at::Tensor& t, const at::Tensor& ref, const char* n
               " but q is on ", ref.device());
 }
 
-// Checks every argument; errors name the argument that is wrong. Returns the geometry.
-inline WindowGeometry check_window_attention_args(
+// dtype of the per-query log-sum-exp: float64 for float64 inputs, float32 otherwise.
+inline at::ScalarType lse_dtype(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+inline bool has(const c10::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+
+// Every argument check of the forward, written once for all paths: the CPU and CUDA kernels and
+// the Meta kernel (window_attention_meta.cpp), whose sizes may be symbolic under torch.compile
+// (hence sym_size: on real tensors it is the plain size). Errors name the wrong argument.
+inline void check_window_attention_inputs(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::IntArrayRef window,
     int64_t num_heads, double scale, at::IntArrayRef offset, c10::string_view pad_mode,
     const c10::optional<at::Tensor>& k_pad, const c10::optional<at::Tensor>& v_pad,
     const c10::optional<at::Tensor>& rel_bias) {
   TORCH_CHECK(q.dim() == 4, "window_attention: q must be [B, H, W, heads * d], got ", q.dim(),
               " dimensions");
-  TORCH_CHECK(k.sizes() == q.sizes(), "window_attention: k shape ", k.sizes(),
-              " differs from q shape ", q.sizes());
-  TORCH_CHECK(v.sizes() == q.sizes(), "window_attention: v shape ", v.sizes(),
-              " differs from q shape ", q.sizes());
+  TORCH_CHECK(k.sym_sizes() == q.sym_sizes(), "window_attention: k shape ", k.sym_sizes(),
+              " differs from q shape ", q.sym_sizes());
+  TORCH_CHECK(v.sym_sizes() == q.sym_sizes(), "window_attention: v shape ", v.sym_sizes(),
+              " differs from q shape ", q.sym_sizes());
   TORCH_CHECK(at::isFloatingType(q.scalar_type()),
               "window_attention: q must be a floating dtype, got ", q.scalar_type());
   check_same(k, q, "k");
   check_same(v, q, "v");
   TORCH_CHECK(num_heads > 0, "window_attention: num_heads must be positive, got ", num_heads);
-  const int64_t C = q.size(3);
+  const c10::SymInt C = q.sym_size(3);
   TORCH_CHECK(C % num_heads == 0, "window_attention: num_heads ", num_heads,
               " does not divide the channels ", C);
   TORCH_CHECK(window.size() == 2, "window_attention: window must be (wh, ww), got ", window);
@@ -61,23 +70,61 @@ inline WindowGeometry check_window_attention_args(
               "window_attention: pad_mode must be \"zeros\" or \"mask\", got \"",
               std::string(pad_mode), "\"");
   TORCH_CHECK(std::isfinite(scale), "window_attention: scale must be finite, got ", scale);
-  if (k_pad.has_value() && k_pad->defined()) {
-    TORCH_CHECK(k_pad->dim() == 1 && k_pad->size(0) == C, "window_attention: k_pad must be [", C,
-                "] (heads * d), got ", k_pad->sizes());
+  if (has(k_pad)) {
+    TORCH_CHECK(k_pad->dim() == 1 && k_pad->sym_size(0) == C, "window_attention: k_pad must be [",
+                C, "] (heads * d), got ", k_pad->sym_sizes());
     check_same(*k_pad, q, "k_pad");
   }
-  if (v_pad.has_value() && v_pad->defined()) {
-    TORCH_CHECK(v_pad->dim() == 1 && v_pad->size(0) == C, "window_attention: v_pad must be [", C,
-                "] (heads * d), got ", v_pad->sizes());
+  if (has(v_pad)) {
+    TORCH_CHECK(v_pad->dim() == 1 && v_pad->sym_size(0) == C, "window_attention: v_pad must be [",
+                C, "] (heads * d), got ", v_pad->sym_sizes());
     check_same(*v_pad, q, "v_pad");
   }
+  if (has(rel_bias)) {
+    const int64_t table = (2 * window[0] - 1) * (2 * window[1] - 1);
+    TORCH_CHECK(rel_bias->dim() == 2 && rel_bias->sym_size(0) == table &&
+                    rel_bias->sym_size(1) == num_heads,
+                "window_attention: rel_bias must be [(2wh - 1) * (2ww - 1), heads] = [", table,
+                ", ", num_heads, "], got ", rel_bias->sym_sizes());
+    check_same(*rel_bias, q, "rel_bias");
+  }
+}
+
+// The extra tensors of the backward against the forward inputs (all paths, as above).
+inline void check_window_attention_backward_inputs(const at::Tensor& grad_out, const at::Tensor& q,
+                                                   const at::Tensor& out, const at::Tensor& lse,
+                                                   int64_t num_heads) {
+  TORCH_CHECK(grad_out.sym_sizes() == q.sym_sizes(), "window_attention_backward: grad_out shape ",
+              grad_out.sym_sizes(), " differs from q shape ", q.sym_sizes());
+  TORCH_CHECK(out.sym_sizes() == q.sym_sizes(), "window_attention_backward: out shape ",
+              out.sym_sizes(), " differs from q shape ", q.sym_sizes());
+  check_same(grad_out, q, "grad_out");
+  check_same(out, q, "out");
+  TORCH_CHECK(lse.dim() == 4 && lse.sym_size(0) == q.sym_size(0) && lse.sym_size(1) == num_heads &&
+                  lse.sym_size(2) == q.sym_size(1) && lse.sym_size(3) == q.sym_size(2),
+              "window_attention_backward: lse must be [B, heads, H, W] = [", q.sym_size(0), ", ",
+              num_heads, ", ", q.sym_size(1), ", ", q.sym_size(2), "], got ", lse.sym_sizes());
+  TORCH_CHECK(lse.scalar_type() == lse_dtype(q.scalar_type()), "window_attention_backward: lse must be ",
+              lse_dtype(q.scalar_type()), " for ", q.scalar_type(), " inputs, got ", lse.scalar_type());
+  TORCH_CHECK(lse.device() == q.device(), "window_attention_backward: lse is on ", lse.device(),
+              " but q is on ", q.device());
+}
+
+// The checks above, then the window grid of real (not symbolic) inputs, for the kernels.
+inline WindowGeometry check_window_attention_args(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::IntArrayRef window,
+    int64_t num_heads, double scale, at::IntArrayRef offset, c10::string_view pad_mode,
+    const c10::optional<at::Tensor>& k_pad, const c10::optional<at::Tensor>& v_pad,
+    const c10::optional<at::Tensor>& rel_bias) {
+  check_window_attention_inputs(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad,
+                                rel_bias);
   WindowGeometry g;
   g.B = q.size(0);
   g.H = q.size(1);
   g.W = q.size(2);
-  g.C = C;
+  g.C = q.size(3);
   g.heads = num_heads;
-  g.d = C / num_heads;
+  g.d = g.C / num_heads;
   g.wh = window[0];
   g.ww = window[1];
   g.top = offset[0];
@@ -87,42 +134,20 @@ inline WindowGeometry check_window_attention_args(
   g.L = g.wh * g.ww;
   g.table = (2 * g.wh - 1) * (2 * g.ww - 1);
   g.zeros_mode = pad_mode == "zeros";
-  if (rel_bias.has_value() && rel_bias->defined()) {
-    TORCH_CHECK(rel_bias->dim() == 2 && rel_bias->size(0) == g.table &&
-                    rel_bias->size(1) == num_heads,
-                "window_attention: rel_bias must be [(2wh - 1) * (2ww - 1), heads] = [", g.table,
-                ", ", num_heads, "], got ", rel_bias->sizes());
-    check_same(*rel_bias, q, "rel_bias");
-  }
   return g;
 }
 
-inline bool has(const c10::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
-
-// Checks the extra tensors of the backward against the forward inputs.
-inline void check_window_attention_backward_args(const at::Tensor& grad_out, const at::Tensor& q,
-                                                 const at::Tensor& out, const at::Tensor& lse,
-                                                 const WindowGeometry& g) {
-  TORCH_CHECK(grad_out.sizes() == q.sizes(), "window_attention_backward: grad_out shape ",
-              grad_out.sizes(), " differs from q shape ", q.sizes());
-  TORCH_CHECK(out.sizes() == q.sizes(), "window_attention_backward: out shape ", out.sizes(),
-              " differs from q shape ", q.sizes());
-  check_same(grad_out, q, "grad_out");
-  check_same(out, q, "out");
-  TORCH_CHECK(lse.dim() == 4 && lse.size(0) == g.B && lse.size(1) == g.heads &&
-                  lse.size(2) == g.H && lse.size(3) == g.W,
-              "window_attention_backward: lse must be [B, heads, H, W] = [", g.B, ", ", g.heads,
-              ", ", g.H, ", ", g.W, "], got ", lse.sizes());
-  TORCH_CHECK(lse.scalar_type() == at::kFloat || lse.scalar_type() == at::kDouble,
-              "window_attention_backward: lse must be float32 (float64 for float64 inputs), got ",
-              lse.scalar_type());
-  TORCH_CHECK(lse.device() == q.device(), "window_attention_backward: lse is on ", lse.device(),
-              " but q is on ", q.device());
-}
-
-// dtype of the per-query log-sum-exp: float64 for float64 inputs, float32 otherwise.
-inline at::ScalarType lse_dtype(at::ScalarType t) {
-  return t == at::kDouble ? at::kDouble : at::kFloat;
+// Both checks of the backward, then the geometry.
+inline WindowGeometry check_window_attention_backward_args(
+    const at::Tensor& grad_out, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& out, const at::Tensor& lse, at::IntArrayRef window, int64_t num_heads,
+    double scale, at::IntArrayRef offset, c10::string_view pad_mode,
+    const c10::optional<at::Tensor>& k_pad, const c10::optional<at::Tensor>& v_pad,
+    const c10::optional<at::Tensor>& rel_bias) {
+  const WindowGeometry g = check_window_attention_args(q, k, v, window, num_heads, scale, offset,
+                                                       pad_mode, k_pad, v_pad, rel_bias);
+  check_window_attention_backward_inputs(grad_out, q, out, lse, num_heads);
+  return g;
 }
 
 }  // namespace higherpose

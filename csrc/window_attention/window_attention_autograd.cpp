@@ -8,7 +8,7 @@
 //    autocast linears (fp16/bf16) meet k_pad/v_pad/rel_bias parameters (fp32) in one dtype.
 #include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
-#include <torch/library.h>
+#include "registration.h"
 
 #include <string>
 
@@ -149,20 +149,20 @@ at::Tensor window_attention_autocast(const at::Tensor& q, const at::Tensor& k, c
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(higherpose, Autograd, m) {
+HIGHERPOSE_LIBRARY_IMPL(Autograd, m) {
   m.impl("window_attention", &window_attention_autograd);
 }
 
-TORCH_LIBRARY_IMPL(higherpose, CompositeExplicitAutograd, m) {
+HIGHERPOSE_LIBRARY_IMPL(CompositeExplicitAutograd, m) {
   m.impl("window_attention", &window_attention_no_grad);
 }
 
-TORCH_LIBRARY_IMPL(higherpose, AutocastCUDA, m) {
+HIGHERPOSE_LIBRARY_IMPL(AutocastCUDA, m) {
   m.impl("window_attention",
          &window_attention_autocast<c10::DispatchKey::AutocastCUDA, c10::DeviceType::CUDA>);
 }
 
-TORCH_LIBRARY_IMPL(higherpose, AutocastCPU, m) {
+HIGHERPOSE_LIBRARY_IMPL(AutocastCPU, m) {
   m.impl("window_attention",
          &window_attention_autocast<c10::DispatchKey::AutocastCPU, c10::DeviceType::CPU>);
 }

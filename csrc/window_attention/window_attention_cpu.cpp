@@ -11,7 +11,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
+#include "registration.h"
 
 #include <algorithm>
 #include <cmath>
@@ -537,12 +537,9 @@ window_attention_backward_cpu(const at::Tensor& grad_out, const at::Tensor& q, c
                               const c10::optional<at::Tensor>& k_pad,
                               const c10::optional<at::Tensor>& v_pad,
                               const c10::optional<at::Tensor>& rel_bias) {
-  const WindowGeometry g =
-      check_window_attention_args(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias);
+  const WindowGeometry g = check_window_attention_backward_args(
+      grad_out, q, k, v, out, lse, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias);
   check_cpu(q);
-  check_window_attention_backward_args(grad_out, q, out, lse, g);
-  TORCH_CHECK(lse.scalar_type() == lse_dtype(q.scalar_type()), "window_attention_backward: lse dtype ",
-              lse.scalar_type(), " does not match q dtype ", q.scalar_type());
   auto grad_q = at::empty(q.sizes(), q.options().memory_format(at::MemoryFormat::Contiguous));
   auto grad_k = at::empty_like(grad_q);
   auto grad_v = at::empty_like(grad_q);
@@ -559,7 +556,7 @@ window_attention_backward_cpu(const at::Tensor& grad_out, const at::Tensor& q, c
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(higherpose, CPU, m) {
+HIGHERPOSE_LIBRARY_IMPL(CPU, m) {
   m.impl("window_attention_forward", &window_attention_forward_cpu);
   m.impl("window_attention_backward", &window_attention_backward_cpu);
 }

@@ -6,7 +6,7 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
+#include "registration.h"
 
 #include <cstdlib>
 #include <string>
@@ -84,12 +84,9 @@ window_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& q, 
                                const c10::optional<at::Tensor>& k_pad,
                                const c10::optional<at::Tensor>& v_pad,
                                const c10::optional<at::Tensor>& rel_bias) {
-  const WindowGeometry g = check_window_attention_args(q, k, v, window, num_heads, scale, offset,
-                                                       pad_mode, k_pad, v_pad, rel_bias);
+  const WindowGeometry g = check_window_attention_backward_args(
+      grad_out, q, k, v, out, lse, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias);
   check_cuda(q, g.d);
-  check_window_attention_backward_args(grad_out, q, out, lse, g);
-  TORCH_CHECK(lse.scalar_type() == lse_dtype(q.scalar_type()), "window_attention_backward: lse dtype ",
-              lse.scalar_type(), " does not match q dtype ", q.scalar_type());
   c10::cuda::CUDAGuard guard(q.device());
   return window_attention_backward_impl(CudaLaunch{}, family_from_environment(), g, scale, grad_out, q, k, v, out,
                                         lse.contiguous(), k_pad, v_pad, rel_bias);
@@ -97,7 +94,7 @@ window_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& q, 
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(higherpose, CUDA, m) {
+HIGHERPOSE_LIBRARY_IMPL(CUDA, m) {
   m.impl("window_attention_forward", &window_attention_forward_cuda);
   m.impl("window_attention_backward", &window_attention_backward_cuda);
 }

@@ -39,7 +39,7 @@
 #include <tuple>
 #include <type_traits>
 
-#include "emulation/cuda_on_host.h"
+#include "window_attention/kernels_common.cuh"  // first: it brings the emulator's CUDA keywords on the host
 #include "window_attention/kernels_mma.cuh"
 #include "window_attention/kernels_rows.cuh"
 #include "window_attention/kernels_tiles.cuh"

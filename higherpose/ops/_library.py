@@ -1,7 +1,11 @@
 """Loads the compiled operator library that registers `torch.ops.higherpose.*`.
 
 `higherpose._C` is a plain shared library with no Python module init (the same sources build
-the standalone CMake library), so it is located with importlib and loaded by torch.
+the standalone CMake library `libhigherpose_ops.so`), so it is located with importlib and loaded
+by torch. When the operators are already registered, because the process loaded the CMake library
+first (a C++ program embedding Python, or `torch.ops.load_library(...)` before this import), that
+copy is used and `_C` is not loaded; the libraries' own registration follows the same rule
+(csrc/registration.h), so either order works.
 """
 import importlib.machinery
 import os
@@ -20,17 +24,23 @@ def library_path():
     return spec.origin if spec is not None else None
 
 
+def operators_registered():
+    """True when some copy of the operator library has registered `torch.ops.higherpose`."""
+    return bool(torch._C._jit_get_schemas_for_operator("higherpose::heatmap_peaks"))
+
+
 def load_library():
-    """Load `higherpose._C` once; its static initialisers register the ops with torch."""
+    """Load `higherpose._C` once, unless the operators are registered already."""
     global _LOADED
     if _LOADED:
         return
-    path = library_path()
-    if path is None:
-        raise ImportError(
-            "higherpose's compiled operators are not built. Install with "
-            "`pip install --no-build-isolation -e .` (or run `python setup.py build_ext --inplace`).")
-    torch.ops.load_library(path)
+    if not operators_registered():
+        path = library_path()
+        if path is None:
+            raise ImportError(
+                "higherpose's compiled operators are not built. Install with "
+                "`pip install --no-build-isolation -e .` (or run `python setup.py build_ext --inplace`).")
+        torch.ops.load_library(path)
     _LOADED = True
 
 

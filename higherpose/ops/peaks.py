@@ -46,33 +46,3 @@ def _as_int(value, name):
         return operator.index(value)
     except TypeError:
         raise TypeError(f"heatmap_peaks: {name} must be an integer, got {value!r}") from None
-
-
-def _check_args(heatmaps, tags, kernel, k):
-    if heatmaps.dim() != 4:
-        raise RuntimeError(f"heatmap_peaks: heatmaps must be [N, J, H, W], got {heatmaps.dim()} dimensions")
-    if tags.dim() != 5:
-        raise RuntimeError(f"heatmap_peaks: tags must be [N, J, H, W, T], got {tags.dim()} dimensions")
-    if tuple(tags.shape[:4]) != tuple(heatmaps.shape):
-        raise RuntimeError(f"heatmap_peaks: tags {tuple(tags.shape)} do not match heatmaps {tuple(heatmaps.shape)}")
-    if not heatmaps.dtype.is_floating_point or tags.dtype != heatmaps.dtype:
-        raise RuntimeError(f"heatmap_peaks: heatmaps ({heatmaps.dtype}) and tags ({tags.dtype}) must share one floating dtype")
-    if tags.device != heatmaps.device:
-        raise RuntimeError(f"heatmap_peaks: tags are on {tags.device} but heatmaps are on {heatmaps.device}")
-    if kernel <= 0 or kernel % 2 == 0:
-        raise RuntimeError(f"heatmap_peaks: kernel must be a positive odd number, got {kernel}")
-    if k < 1:
-        raise RuntimeError(f"heatmap_peaks: k must be at least 1, got {k}")
-
-
-@torch.library.register_fake("higherpose::heatmap_peaks")
-def _heatmap_peaks_fake(heatmaps, tags, kernel, k):
-    _check_args(heatmaps, tags, kernel, k)
-    n, j = heatmaps.shape[:2]
-    t = tags.shape[4]
-    values = heatmaps.new_empty((n, j, k))
-    x = heatmaps.new_empty((n, j, k), dtype=torch.long)
-    y = heatmaps.new_empty((n, j, k), dtype=torch.long)
-    return values, x, y, tags.new_empty((n, j, k, t))
-
-

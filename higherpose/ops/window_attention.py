@@ -2,8 +2,9 @@
 
 `torch.ops.higherpose.window_attention` is the differentiable op (C++ autograd in
 csrc/window_attention/window_attention_autograd.cpp); `window_attention_forward` returns the output
-and the per-query log-sum-exp, `window_attention_backward` the six gradients. This module holds the
-documented wrapper and the fake kernels that let torch.compile trace all three.
+and the per-query log-sum-exp, `window_attention_backward` the six gradients. Their fake kernels,
+which let torch.compile trace all three, are C++ Meta kernels (window_attention_meta.cpp) that
+share the kernels' argument checks. This module holds the documented wrapper.
 """
 import torch
 
@@ -57,77 +58,3 @@ def window_attention(q, k, v, num_heads, window=(7, 7), scale=None, offset=(0, 0
     return torch.ops.higherpose.window_attention(q, k, v, [int(w) for w in window], int(num_heads), scale,
                                                  [int(o) for o in offset], str(pad_mode), k_pad, v_pad,
                                                  rel_bias)
-
-
-def _check_args(q, k, v, window, num_heads, offset, pad_mode, k_pad, v_pad, rel_bias):
-    """The C++ kernels' checks, for the fake kernels (torch.compile reports them while tracing)."""
-    if q.dim() != 4:
-        raise RuntimeError(f"window_attention: q must be [B, H, W, heads * d], got {q.dim()} dimensions")
-    for name, t in (("k", k), ("v", v)):
-        if t.shape != q.shape:
-            raise RuntimeError(f"window_attention: {name} shape {tuple(t.shape)} differs from q shape {tuple(q.shape)}")
-    c = q.shape[3]
-    if num_heads <= 0 or c % num_heads:
-        raise RuntimeError(f"window_attention: num_heads {num_heads} does not divide the channels {c}")
-    if len(window) != 2 or min(window) <= 0:
-        raise RuntimeError(f"window_attention: window sizes must be positive, got {list(window)}")
-    if len(offset) != 2 or not all(0 <= o < w for o, w in zip(offset, window)):
-        raise RuntimeError(f"window_attention: offset {list(offset)} must satisfy 0 <= offset < window {list(window)}")
-    if pad_mode not in ("zeros", "mask"):
-        raise RuntimeError(f'window_attention: pad_mode must be "zeros" or "mask", got "{pad_mode}"')
-    table = (2 * window[0] - 1) * (2 * window[1] - 1)
-    for name, t, shape in (("k", k, None), ("v", v, None), ("k_pad", k_pad, (c,)), ("v_pad", v_pad, (c,)),
-                           ("rel_bias", rel_bias, (table, num_heads))):
-        if t is None:
-            continue
-        if shape is not None and tuple(t.shape) != shape:
-            raise RuntimeError(f"window_attention: {name} must be {list(shape)}, got {list(t.shape)}")
-        if t.dtype != q.dtype:
-            raise RuntimeError(f"window_attention: {name} dtype {t.dtype} differs from q dtype {q.dtype}")
-        if t.device != q.device:
-            raise RuntimeError(f"window_attention: {name} is on {t.device} but q is on {q.device}")
-
-
-def _lse_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-@torch.library.register_fake("higherpose::window_attention_forward")
-def _forward_fake(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias):
-    _check_args(q, k, v, window, num_heads, offset, pad_mode, k_pad, v_pad, rel_bias)
-    b, h, w, _ = q.shape
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    lse = torch.empty((b, num_heads, h, w), dtype=_lse_dtype(q.dtype), device=q.device)
-    return out, lse
-
-
-@torch.library.register_fake("higherpose::window_attention_backward")
-def _backward_fake(grad_out, q, k, v, out, lse, window, num_heads, scale, offset, pad_mode, k_pad, v_pad,
-                   rel_bias):
-    _check_args(q, k, v, window, num_heads, offset, pad_mode, k_pad, v_pad, rel_bias)
-    c = q.shape[3]
-    grads = [torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3)]
-    grads += [q.new_empty((c,)), q.new_empty((c,))]
-    grads.append(q.new_empty(tuple(rel_bias.shape)) if rel_bias is not None else q.new_empty((0,)))
-    return tuple(grads)
-
-
-@torch.library.register_fake("higherpose::window_attention")
-def _window_attention_fake(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias):
-    _check_args(q, k, v, window, num_heads, offset, pad_mode, k_pad, v_pad, rel_bias)
-    return torch.empty(q.shape, dtype=q.dtype, device=q.device)
-
-
-# The CUDA kernels run on the CPU by the block emulator (tests only; see csrc/emulation): the same
-# outputs as the real ops, plus the kernel family and scheduling seed arguments.
-@torch.library.register_fake("higherpose::_window_attention_forward_emulated")
-def _forward_emulated_fake(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias, kernel,
-                           seed):
-    return _forward_fake(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias)
-
-
-@torch.library.register_fake("higherpose::_window_attention_backward_emulated")
-def _backward_emulated_fake(grad_out, q, k, v, out, lse, window, num_heads, scale, offset, pad_mode, k_pad, v_pad,
-                            rel_bias, kernel, seed):
-    return _backward_fake(grad_out, q, k, v, out, lse, window, num_heads, scale, offset, pad_mode, k_pad, v_pad,
-                          rel_bias)

@@ -52,12 +52,18 @@ Decisions where upstream is unspecified or fragile (the compiled op follows the 
 """
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
-
 import torch.nn.functional as F
 
 # Upstream's visiting order (COCO, 1-based [1..7, 12, 13, 8..11, 14..17] minus 1).
 COCO_JOINT_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+
+
+def scipy_assignment(cost):
+    """scipy's solver, imported on first use: `higherpose.ops` imports this module for its joint
+    order, and the package does not depend on scipy (only this reference and the tests do)."""
+    from scipy.optimize import linear_sum_assignment
+
+    return linear_sum_assignment(cost)
 
 
 def default_joint_order(num_joints):
@@ -161,7 +167,7 @@ def match_by_tag(values, xs, ys, peak_tags, joint_order, detection_threshold, ta
         num_added, num_grouped = cost.shape
         if num_added > num_grouped:
             cost = np.concatenate([cost, np.full((num_added, num_added - num_grouped), 1e10)], axis=1)
-        row_ind, col_ind = linear_sum_assignment(cost)
+        row_ind, col_ind = scipy_assignment(cost)
         for r, c in zip(row_ind, col_ind):
             if c < num_grouped and dist[r, c] < tag_threshold:
                 person = grouped[c]

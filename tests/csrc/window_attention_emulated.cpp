@@ -1,7 +1,8 @@
-// The window-attention CUDA kernels run on the CPU through the block emulator (csrc/emulation),
-// as the ops higherpose::_window_attention_{forward,backward}_emulated. They exist for tests:
-// without a GPU (CI) they check the CUDA kernels' logic against the CPU kernels. Very slow (every
-// CUDA thread is a fiber); meant for small inputs only.
+// The window-attention CUDA kernels (csrc/window_attention/kernels_*.cuh) run on the CPU through
+// the block emulator (tests/csrc/emulation), as the test-only ops
+// higherpose_testing::window_attention_{forward,backward}_emulated. Without a GPU (CI) they check
+// the CUDA kernels' logic against the reference. Very slow (every CUDA thread is a fiber); meant
+// for small inputs only.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -56,12 +57,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor& lse, at::IntArrayRef window, int64_t num_heads, double scale, at::IntArrayRef offset,
     c10::string_view pad_mode, const c10::optional<at::Tensor>& k_pad, const c10::optional<at::Tensor>& v_pad,
     const c10::optional<at::Tensor>& rel_bias, c10::string_view kernel, int64_t seed) {
-  const WindowGeometry g =
-      check_window_attention_args(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias);
+  const WindowGeometry g = check_window_attention_backward_args(
+      grad_out, q, k, v, out, lse, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias);
   check_emulated(q, g.d, seed);
-  check_window_attention_backward_args(grad_out, q, out, lse, g);
-  TORCH_CHECK(lse.scalar_type() == at::kFloat, "window_attention_backward: lse must be float32, got ",
-              lse.scalar_type());
   return window_attention_backward_impl(EmulatedLaunch{static_cast<uint64_t>(seed)},
                                         kernel_family(std::string(kernel), "kernel"), g, scale, grad_out, q, k, v,
                                         out, lse.contiguous(), k_pad, v_pad, rel_bias);
@@ -69,9 +67,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(higherpose, CPU, m) {
-  m.impl("_window_attention_forward_emulated", &forward_emulated);
-  m.impl("_window_attention_backward_emulated", &backward_emulated);
+TORCH_LIBRARY_IMPL(higherpose_testing, CPU, m) {
+  m.impl("window_attention_forward_emulated", &forward_emulated);
+  m.impl("window_attention_backward_emulated", &backward_emulated);
 }
 
 }  // namespace higherpose

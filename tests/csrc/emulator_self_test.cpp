@@ -1,4 +1,4 @@
-// higherpose::_cuda_emulator_self_test(scenario): tiny kernels that show the block emulator's
+// higherpose_testing::emulator_self_test(scenario): tiny kernels that show the block emulator's
 // guarantees, for tests/test_cuda_emulator.py. Scenarios:
 //   "barrier"           every thread writes its index to shared memory, passes __syncthreads()
 //                       and reads its neighbour's: returns [threads] with (i + 1) % threads
@@ -51,7 +51,7 @@ at::Tensor emulator_self_test(c10::string_view scenario_view) {
       result[threadIdx.x] = shared[threadIdx.x];
     };
   } else {
-    TORCH_CHECK(false, "_cuda_emulator_self_test: unknown scenario \"", scenario, "\"");
+    TORCH_CHECK(false, "emulator_self_test: unknown scenario \"", scenario, "\"");
   }
   try {
     emu::run_grid(1, kThreads, kThreads * sizeof(float), body, 0);
@@ -63,8 +63,9 @@ at::Tensor emulator_self_test(c10::string_view scenario_view) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(higherpose, CompositeExplicitAutograd, m) {
-  m.impl("_cuda_emulator_self_test", &emulator_self_test);
+// No tensor arguments: the kernel is registered for every backend.
+TORCH_LIBRARY_IMPL(higherpose_testing, CompositeExplicitAutograd, m) {
+  m.impl("emulator_self_test", &emulator_self_test);
 }
 
 }  // namespace higherpose

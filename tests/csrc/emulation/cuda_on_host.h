@@ -1,16 +1,13 @@
-// Lets a CUDA kernel header compile as host C++ for the block emulator (block_emulator.h).
-// Included by a .cu file it only defines HP_DYNAMIC_SHARED; included by a .cpp file it also
-// maps the CUDA keywords and built-ins the kernels use onto the emulator. Include ATen and the
+// Lets a CUDA kernel header compile as host C++ for the block emulator (block_emulator.h): maps
+// the CUDA keywords and built-ins the kernels use (and HP_DYNAMIC_SHARED, the block's dynamic
+// shared memory) onto the emulator. The kernel headers include it only when not compiled by nvcc. Include ATen and the
 // standard headers before this one: it defines macros named like CUDA's keywords. (The kernels'
 // `#pragma unroll` hints mean nothing to the host compiler: the build passes -Wno-unknown-pragmas.)
 #pragma once
 
 #if defined(__CUDACC__)
-
-// The block's dynamic shared memory as an array of `type`.
-#define HP_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
-
-#else
+#error "emulation/cuda_on_host.h is for host builds of the CUDA kernels only"
+#endif
 
 #include <cmath>
 #include <cstdint>
@@ -60,4 +57,5 @@ inline float atomicAdd(float* address, float value) {
   return old;
 }
 
-#endif
+// The tensor-core mma.sync forms as warp collectives (after the keyword macros above).
+#include "emulation/mma_emulated.h"

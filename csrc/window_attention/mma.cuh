@@ -1,5 +1,4 @@
-// Tensor-core matrix multiply-accumulates on the GPU (PTX mma.sync) and, in the block emulator,
-// warp-collective re-implementations with the same fragment layouts. mma_16816: D = A B + C with
+// Tensor-core matrix multiply-accumulates on the GPU (PTX mma.sync). mma_16816: D = A B + C with
 // A 16 x 16, B 16 x 8 (float16 or bfloat16) and C, D 16 x 8 (float32); mma_1688_tf32: the TF32
 // m16n8k8 form (below). mma_16816's fragments (g = lane / 4, t = lane % 4; a 32-bit register
 // holds two 16-bit values, the lower column / row first):
@@ -7,8 +6,10 @@
 //   a[2] = A[g][2t+8, 2t+9]    a[3] = A[g+8][2t+8, 2t+9]
 //   b[0] = B[2t, 2t+1][g]      b[1] = B[2t+8, 2t+9][g]
 //   c[0], c[1] = C[g][2t, 2t+1]    c[2], c[3] = C[g+8][2t, 2t+1]   (D likewise)
-// The GPU forms need sm_80 or newer (callers check the device). Include after
-// emulation/cuda_on_host.h.
+// The GPU forms need sm_80 or newer (callers check the device). When the kernel headers compile
+// as host C++ for the test-only CUDA block emulator, mma_16816 and mma_1688_tf32 come from
+// tests/csrc/emulation/mma_emulated.h instead (warp collectives with the same fragment layouts);
+// pack_pair and to_tf32 are shared.
 #pragma once
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -25,53 +26,12 @@ __host__ __device__ __forceinline__ uint32_t pack_pair(float low, float high) {
   return static_cast<uint32_t>(T(low).x) | (static_cast<uint32_t>(T(high).x) << 16);
 }
 
-#if !defined(__CUDACC__)
-namespace emu_mma {
-
-// Every lane's a[4], b[2], c[4] registers: all[10 l + w] is word w of lane l.
-inline void gather(const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4], uint32_t* all) {
-  uint32_t mine[10];
-  for (int i = 0; i < 4; ++i) mine[i] = a[i];
-  mine[4] = b[0];
-  mine[5] = b[1];
-  std::memcpy(mine + 6, c, sizeof(c));
-  emu::warp_allgather(mine, 10, all);
-}
-
-// C (16 x 8) from every lane's c registers (words 6..9 of `all`).
-inline void unpack_c(const uint32_t* all, float (&C)[16][8]) {
-  for (int l = 0; l < 32; ++l) {
-    const int g = l / 4, t = l % 4;
-    float cl[4];
-    std::memcpy(cl, all + 10 * l + 6, sizeof(cl));
-    C[g][2 * t] = cl[0];
-    C[g][2 * t + 1] = cl[1];
-    C[g + 8][2 * t] = cl[2];
-    C[g + 8][2 * t + 1] = cl[3];
-  }
-}
-
-// This lane's four entries of D = A B + C (K columns of A), summed in double.
-template <int K>
-void lane_result(float (&d)[4], const float (&A)[16][K], const float (&B)[K][8], const float (&C)[16][8]) {
-  const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, t = lane % 4;
-  for (int e = 0; e < 4; ++e) {
-    const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
-    double sum = C[row][col];
-    for (int k = 0; k < K; ++k) sum += static_cast<double>(A[row][k]) * B[k][col];
-    d[e] = static_cast<float>(sum);
-  }
-}
-
-}  // namespace emu_mma
-#endif
-
+#if defined(__CUDACC__)
 template <typename T>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
                                           const float (&c)[4]) {
   static_assert(std::is_same<T, c10::Half>::value || std::is_same<T, c10::BFloat16>::value,
                 "mma_16816 takes float16 or bfloat16 operands");
-#if defined(__CUDACC__)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();  // tensor-core mma needs sm_80+; the host never picks these kernels below that
 #else
@@ -91,30 +51,8 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
           "f"(c[3]));
   }
 #endif
-#else
-  // Gather every lane's fragments, rebuild A, B and C, and compute this lane's part of D.
-  uint32_t all[32 * 10];
-  emu_mma::gather(a, b, c, all);
-  auto value = [](uint32_t reg, int half) {
-    return static_cast<float>(T(static_cast<uint16_t>(reg >> (16 * half)), T::from_bits()));
-  };
-  float A[16][16], B[16][8], C[16][8];
-  for (int l = 0; l < 32; ++l) {
-    const uint32_t* w = all + 10 * l;
-    const int g = l / 4, t = l % 4;
-    for (int h = 0; h < 2; ++h) {
-      A[g][2 * t + h] = value(w[0], h);
-      A[g + 8][2 * t + h] = value(w[1], h);
-      A[g][2 * t + 8 + h] = value(w[2], h);
-      A[g + 8][2 * t + 8 + h] = value(w[3], h);
-      B[2 * t + h][g] = value(w[4], h);
-      B[2 * t + 8 + h][g] = value(w[5], h);
-    }
-  }
-  emu_mma::unpack_c(all, C);
-  emu_mma::lane_result(d, A, B, C);
-#endif
 }
+#endif  // __CUDACC__
 
 // TF32 (float32 with a 10-bit mantissa, nearest, ties away from zero) of x, as float32 bits.
 __host__ __device__ __forceinline__ uint32_t to_tf32(float x) {
@@ -130,6 +68,7 @@ __host__ __device__ __forceinline__ uint32_t to_tf32(float x) {
 #endif
 }
 
+#if defined(__CUDACC__)
 // D = A B + C with A 16 x 8, B 8 x 8 in TF32 (float32 registers), C, D 16 x 8 float32: PTX
 // mma.sync.aligned.m16n8k8.row.col with .tf32 operands. Fragments (g = lane / 4, t = lane % 4):
 //   a[0] = A[g][t]  a[1] = A[g+8][t]  a[2] = A[g][t+4]  a[3] = A[g+8][t+4]
@@ -137,7 +76,6 @@ __host__ __device__ __forceinline__ uint32_t to_tf32(float x) {
 //   c[0], c[1] = C[g][2t, 2t+1]    c[2], c[3] = C[g+8][2t, 2t+1]   (D likewise)
 __device__ __forceinline__ void mma_1688_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
                                               const float (&c)[4]) {
-#if defined(__CUDACC__)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();  // see mma_16816
 #else
@@ -148,29 +86,7 @@ __device__ __forceinline__ void mma_1688_tf32(float (&d)[4], const uint32_t (&a)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),
         "f"(c[3]));
 #endif
-#else
-  uint32_t all[32 * 10];
-  emu_mma::gather(a, b, c, all);
-  auto value = [](uint32_t reg) {  // the hardware reads the TF32 part: the low 13 bits are ignored
-    reg &= ~0x1fffu;
-    float f;
-    std::memcpy(&f, &reg, 4);
-    return f;
-  };
-  float A[16][8], B[8][8], C[16][8];
-  for (int l = 0; l < 32; ++l) {
-    const uint32_t* w = all + 10 * l;
-    const int g = l / 4, t = l % 4;
-    A[g][t] = value(w[0]);
-    A[g + 8][t] = value(w[1]);
-    A[g][t + 4] = value(w[2]);
-    A[g + 8][t + 4] = value(w[3]);
-    B[t][g] = value(w[4]);
-    B[t + 4][g] = value(w[5]);
-  }
-  emu_mma::unpack_c(all, C);
-  emu_mma::lane_result(d, A, B, C);
-#endif
 }
+#endif  // __CUDACC__
 
 }  // namespace higherpose
