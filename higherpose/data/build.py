@@ -7,7 +7,8 @@ pose_hrnet): DATASET.DATASET with DATASET.TRAIN_SET / DATASET.TEST_SET.
 Synthetic crowds: when DATASET.SYNTHETIC.GENERATE is true (or DATASET.DATASET is 'synthetic')
 and the annotation file is missing, the CrowdPose-format set is rendered into DATASET.ROOT first
 (keys NUM_TRAIN, NUM_TEST, IMAGE_SIZE, SEED, LAYOUTS, MIN_PEOPLE, MAX_PEOPLE, MARKER_SCALE,
-CLUTTER).
+CLUTTER). LAYOUTS defaults to the packaged real CrowdPose layouts, as in higherpose-make-synthetic
+and the quickstart; '' or 'none' renders sampled poses.
 """
 import os
 
@@ -34,10 +35,10 @@ def ensure_synthetic(cfg, name, split):
     ann, _ = dataset_paths(name, cfg.DATASET.ROOT, split)
     if os.path.isfile(ann):
         return
-    from .synthetic import generate
+    from .synthetic import PACKAGED_LAYOUTS, generate
     generate(cfg.DATASET.ROOT, num_train=int(syn.get("NUM_TRAIN", 64)), num_test=int(syn.get("NUM_TEST", 16)),
              image_size=int(syn.get("IMAGE_SIZE", 256)), seed=int(syn.get("SEED", 0)),
-             layouts=syn.get("LAYOUTS", None) or None, min_people=int(syn.get("MIN_PEOPLE", 1)),
+             layouts=syn.get("LAYOUTS", PACKAGED_LAYOUTS), min_people=int(syn.get("MIN_PEOPLE", 1)),
              max_people=int(syn.get("MAX_PEOPLE", 6)), marker_scale=float(syn.get("MARKER_SCALE", 1.0)),
              clutter=float(syn.get("CLUTTER", 1.0)))
 
