@@ -54,8 +54,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Upstream's visiting order (COCO, 1-based [1..7, 12, 13, 8..11, 14..17] minus 1).
-COCO_JOINT_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+# The visiting order is defined in ..joint_order; the names stay importable from this module.
+from ..joint_order import COCO_JOINT_ORDER, default_joint_order  # noqa: F401
 
 
 def scipy_assignment(cost):
@@ -64,22 +64,6 @@ def scipy_assignment(cost):
     from scipy.optimize import linear_sum_assignment
 
     return linear_sum_assignment(cost)
-
-
-def default_joint_order(num_joints):
-    """Upstream's joint visiting order for ``num_joints`` joints.
-
-    The COCO order truncated to its first J entries (as upstream does, also for CrowdPose's
-    J = 14). Where that truncation is not a permutation of ``range(J)`` (J = 8..11, or J > 17,
-    on which upstream would fail) the natural order ``0 .. J-1`` is returned instead.
-    """
-    num_joints = int(num_joints)
-    if num_joints < 0:
-        raise ValueError(f"default_joint_order: num_joints must be >= 0, got {num_joints}")
-    order = list(COCO_JOINT_ORDER[:num_joints])
-    if sorted(order) != list(range(num_joints)):
-        order = list(range(num_joints))
-    return order
 
 
 def top_k(heatmaps, tags, kernel, k):
