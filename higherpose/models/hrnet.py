@@ -7,14 +7,8 @@ upstream's, so the networks that inherit from `HRNetTrunk` keep upstream state_d
 """
 from torch import nn
 
+from .._cfg import cfg_get as _get  # the package's one config reader; the model modules import `_get` from here
 from .blocks import BLOCKS, BN_MOMENTUM, Bottleneck, make_res_layer
-
-
-def _get(node, key, default=None):
-    """Read `key` from a yacs node or dict (upper-case upstream names)."""
-    if node is None:
-        return default
-    return node[key] if key in node else default
 
 
 class HighResolutionModule(nn.Module):
