@@ -18,26 +18,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..ops.grouping_settings import CENTER_FIRST, NO_CENTER, GroupingSettings
+from ..ops.joint_order import default_joint_order  # noqa: F401  (re-exported by higherpose.inference)
 from .transforms import affine_matrix, multi_scale_size, to_image_coords
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Upstream visits joints in the COCO order (1-based 1..7, 12, 13, 8..11, 14..17), truncated to J.
-COCO_JOINT_ORDER = [0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16]
-
-
-def default_joint_order(num_joints):
-    """Upstream's order truncated to J when that is a permutation of range(J), else 0..J-1."""
-    order = COCO_JOINT_ORDER[:num_joints]
-    if sorted(order) == list(range(num_joints)):
-        return order
-    return list(range(num_joints))
-
 
 @dataclass
 class BottomUpSettings:
-    """The TEST / DATASET fields the pipeline reads (build with `from_config`)."""
+    """The TEST / DATASET fields the pipeline reads (build with `from_config`).
+
+    num_joints counts the network's joint channels (with the person centre under
+    DATASET.WITH_CENTER); flip_index permutes them. ``grouping`` holds the parser's settings
+    (None: `GroupingSettings(num_joints)`, the released yamls' values).
+    """
     num_joints: int
     flip_index: list
     input_size: int = 512
@@ -46,42 +42,41 @@ class BottomUpSettings:
     project2image: bool = True
     with_heatmaps: tuple = (True, True)
     with_ae: tuple = (True, False)
-    tag_per_joint: bool = True
-    nms_kernel: int = 5
-    max_people: int = 30
-    detection_threshold: float = 0.1
-    tag_threshold: float = 1.0
-    use_detection_val: bool = True
-    ignore_too_much: bool = False
-    adjust: bool = True
-    refine: bool = True
-    joint_order: list = field(default=None)
+    grouping: GroupingSettings = field(default=None)
+
+    def __post_init__(self):
+        if self.grouping is None:
+            self.grouping = GroupingSettings(num_joints=self.num_joints)
+
+    @property
+    def tag_per_joint(self):
+        return self.grouping.tag_per_joint
 
     @classmethod
     def from_config(cls, cfg, flip_index=None):
-        num_joints = cfg.DATASET.NUM_JOINTS
-        if cfg.DATASET.WITH_CENTER and cfg.TEST.IGNORE_CENTER:
-            raise ValueError("DATASET.WITH_CENTER is not supported by the bottom-up inference")
+        """Settings from an upstream config; flip_index defaults to DATASET.DATASET_TEST's. A
+        flip index without the centre joint gets it appended (the centre flips onto itself)."""
+        grouping = GroupingSettings.from_config(cfg)
+        num_joints = grouping.num_joints
+        with_center = grouping.center != NO_CENTER
         if flip_index is None:
             from higherpose.data import dataset_info
-            flip_index = list(dataset_info(cfg.DATASET.DATASET_TEST).flip_index)
+            flip_index = dataset_info(cfg.DATASET.DATASET_TEST, with_center=with_center).flip_index
+        flip_index = list(flip_index)
+        if with_center and len(flip_index) == num_joints - 1:
+            flip_index.append(num_joints - 1)
         stages = cfg.LOSS.NUM_STAGES
         with_heatmaps = tuple(bool(a and b) for a, b in zip(cfg.LOSS.WITH_HEATMAPS_LOSS[:stages], cfg.TEST.WITH_HEATMAPS))
         with_ae = tuple(bool(a and b) for a, b in zip(cfg.LOSS.WITH_AE_LOSS[:stages], cfg.TEST.WITH_AE))
-        if cfg.TEST.NMS_KERNEL != 2 * cfg.TEST.NMS_PADDING + 1:
-            raise ValueError(f"TEST.NMS_PADDING must be (NMS_KERNEL - 1) / 2, got kernel {cfg.TEST.NMS_KERNEL} "
-                             f"and padding {cfg.TEST.NMS_PADDING}")
-        return cls(num_joints=num_joints, flip_index=list(flip_index), input_size=int(cfg.DATASET.INPUT_SIZE),
+        return cls(num_joints=num_joints, flip_index=flip_index, input_size=int(cfg.DATASET.INPUT_SIZE),
                    scale_factors=tuple(float(s) for s in cfg.TEST.SCALE_FACTOR), flip_test=bool(cfg.TEST.FLIP_TEST),
                    project2image=bool(cfg.TEST.PROJECT2IMAGE), with_heatmaps=with_heatmaps, with_ae=with_ae,
-                   tag_per_joint=bool(cfg.MODEL.TAG_PER_JOINT), nms_kernel=int(cfg.TEST.NMS_KERNEL),
-                   max_people=int(cfg.DATASET.MAX_NUM_PEOPLE),
-                   detection_threshold=float(cfg.TEST.DETECTION_THRESHOLD),
-                   tag_threshold=float(cfg.TEST.TAG_THRESHOLD), use_detection_val=bool(cfg.TEST.USE_DETECTION_VAL),
-                   ignore_too_much=bool(cfg.TEST.IGNORE_TOO_MUCH), adjust=bool(cfg.TEST.ADJUST),
-                   refine=bool(cfg.TEST.REFINE))
+                   grouping=grouping)
 
     def validate(self):
+        if self.grouping.num_joints != self.num_joints:
+            raise ValueError(f"grouping settings are for {self.grouping.num_joints} joints, the pipeline's "
+                             f"num_joints is {self.num_joints}")
         if sorted(self.flip_index) != list(range(self.num_joints)):
             raise ValueError(f"flip_index must be a permutation of 0..{self.num_joints - 1}, got {self.flip_index}")
         if not self.scale_factors or min(self.scale_factors) <= 0:
@@ -105,13 +100,6 @@ class Timer:
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _parser_kwargs(s):
-    return dict(joint_order=s.joint_order or default_joint_order(s.num_joints), nms_kernel=s.nms_kernel,
-                max_people=s.max_people, detection_threshold=s.detection_threshold,
-                tag_threshold=s.tag_threshold, use_detection_val=s.use_detection_val,
-                ignore_too_much=s.ignore_too_much, adjust=s.adjust, refine=s.refine)
 
 
 _warned_fallback = []
@@ -138,7 +126,7 @@ def op_parser(heatmaps, tags, s):
                           f"grouping runs on the CPU")
             _warned_fallback.append(True)
         heatmaps, tags = heatmaps.cpu(), tags.cpu()
-    return ops.ae_group(heatmaps, tags, **_parser_kwargs(s))
+    return ops.ae_group(heatmaps, tags, **s.grouping.op_kwargs())
 
 
 def _has_kernel(op_name, device_type):
@@ -151,7 +139,7 @@ def _has_kernel(op_name, device_type):
 def reference_parser(heatmaps, tags, s):
     """Upstream's parser re-implemented in numpy/Python (higherpose.ops.reference.group): the baseline."""
     from higherpose.ops.reference.group import ae_group
-    return ae_group(heatmaps, tags, **_parser_kwargs(s))
+    return ae_group(heatmaps, tags, **s.grouping.op_kwargs())
 
 
 PARSERS = {"op": op_parser, "reference": reference_parser}
@@ -165,7 +153,8 @@ class BottomUpInference:
         settings: a `BottomUpSettings`.
         parser: "op" (the compiled `higherpose.ops.ae_group`, default), "reference" (the numpy
             reference parser) or ``f(heatmaps [N,J,H,W], tags [N,J,H,W,T], settings) -> (poses [N,P,J,3+T],
-            scores [N,P], counts [N])``.
+            scores [N,P], counts [N])``, where J = ``settings.grouping.parsed_joints`` (a centre that
+            is not parsed is cut off before the parser is called).
         amp_dtype: run the network under torch.autocast with this dtype (None = the model's own).
     """
 
@@ -295,8 +284,14 @@ class BottomUpInference:
         return (final_heat / n_scales).contiguous(), tags, centers, scales
 
     def postprocess(self, heatmaps, tags, centers, scales):
-        """Group and map back: list of (poses [P, J, 3] in image coordinates, scores [P]) numpy arrays."""
-        poses, person_scores, counts = self.parser(heatmaps, tags, self.s)
+        """Group and map back: list of (poses [P, J, 3] in image coordinates, scores [P]) numpy arrays.
+
+        J is the data set's joints: a person centre (DATASET.WITH_CENTER) is never returned; it is
+        grouped (visited first) only when TEST.IGNORE_CENTER is off."""
+        grouping = self.s.grouping
+        poses, person_scores, counts = self.parser(*grouping.parsed_maps(heatmaps, tags), self.s)
+        if grouping.center == CENTER_FIRST:
+            poses = poses[:, :, :-1]  # the centre is the last joint; scores keep upstream's mean over all
         poses = poses[..., :3].float().cpu().numpy()
         person_scores = person_scores.float().cpu().numpy()
         counts = counts.cpu().numpy()
