@@ -17,11 +17,12 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DATA_GUIDE, MissingInputError
-from .annotations import AnnotationError, KeypointAnnotations
+from .annotations import KeypointAnnotations
 from .info import canonical_name, dataset_info
 from .targets import HeatmapGenerator, JointsGenerator, topdown_gaussian_target
 from .transforms import (BottomUpAugment, box_to_center_scale, flip_joints, get_affine_transform,
                          half_body_center_scale, to_normalized_tensor)
+from .validate import AnnotationError, ImageFileError, image_truncation
 
 # Joints on the upper body, for top-down half-body augmentation.
 UPPER_BODY = {"crowdpose": [0, 1, 2, 3, 4, 5, 12, 13], "coco": list(range(11)),
@@ -91,14 +92,26 @@ class KeypointDataset(Dataset):
                                         f"{self.ann_file}; see {DATA_GUIDE})")
 
     def read_image(self, image_id):
-        """BGR uint8 image (EXIF orientation ignored, as upstream)."""
+        """BGR uint8 image (EXIF orientation ignored, as upstream).
+
+        A truncated or undecodable file is an ImageFileError naming it: OpenCV alone would hand
+        back a truncated JPEG half grey without a word (see validate.image_truncation).
+        """
         path = self.image_path(image_id)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"image file of image id {image_id} not found: {path} "
+            raise MissingInputError(f"image file of image id {image_id} not found: {path} "
                                     f"(listed in {self.ann_file})")
-        image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        with open(path, "rb") as f:
+            data = f.read()
+        problem = image_truncation(data)
+        if problem:
+            raise ImageFileError(f"image file of image id {image_id} is incomplete ({problem}): {path} "
+                                 f"(listed in {self.ann_file})")
+        image = None
+        if data:  # cv2.imdecode raises on an empty buffer
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if image is None:
-            raise OSError(f"cannot decode image file of image id {image_id}: {path}")
+            raise ImageFileError(f"cannot decode image file of image id {image_id}: {path}")
         return image
 
     def read_image_rgb(self, image_id):
@@ -112,6 +125,15 @@ class KeypointDataset(Dataset):
     def person_annotations(self, image_id):
         """Persons used for training (upstream rule): iscrowd == 0 or num_keypoints > 0."""
         return [a for a in self.annotations(image_id) if a["iscrowd"] == 0 or a["num_keypoints"] > 0]
+
+
+def _require_training_persons(base, annotated_image_ids):
+    """A training split without persons would train on nothing (a data set of length 0)."""
+    if not base.db.has_annotations:
+        raise AnnotationError(f"{base.ann_file}: no 'annotations' list; a training split needs annotated persons")
+    if not annotated_image_ids:
+        raise AnnotationError(f"{base.ann_file}: no annotated person in any of its {len(base.image_ids)} images; "
+                              f"a training split needs some")
 
 
 class _SeededDataset(Dataset):
@@ -155,6 +177,7 @@ class BottomUpDataset(_SeededDataset):
         self.ann_file = base.ann_file
         # as upstream for training: images without any annotation are left out
         self.image_ids = [i for i in base.image_ids if base.annotations(i)]
+        _require_training_persons(base, self.image_ids)
         self.num_joints = base.num_joints
         self.with_center = base.with_center
         self.output_sizes = [int(s) for s in output_sizes]
@@ -259,6 +282,8 @@ class TopDownDataset(_SeededDataset):
         self.seed = seed
         self.num_joints = self.info.num_joints
         self.upper_body = UPPER_BODY[self.name]
+        if is_train:
+            _require_training_persons(base, [i for i in base.image_ids if base.annotations(i)])
         if is_train or use_gt_bbox or not bbox_file:
             self.boxes = self._gt_boxes()
         else:
@@ -270,11 +295,14 @@ class TopDownDataset(_SeededDataset):
             info = self.base.image_info(image_id)
             w_img, h_img = info["width"], info["height"]
             for a in self.base.annotations(image_id):
-                if a.get("category_id", 1) != self.base.category_id or "bbox" not in a:
+                if a.get("category_id", 1) != self.base.category_id:
                     continue
                 kps = np.asarray(a["keypoints"], np.float32).reshape(-1, 3)
                 if kps[:, 2].max() == 0:  # as upstream: persons without keypoints give no box
                     continue
+                if "bbox" not in a:  # the crop comes from the box: a labelled person must have one
+                    raise AnnotationError(f"{self.ann_file}: annotation id {a['id']} (image id {image_id}): "
+                                          f"missing 'bbox' (top-down crops are cut from the person box)")
                 x, y, w, h = a["bbox"]
                 x1, y1 = max(0.0, x), max(0.0, y)
                 x2, y2 = min(w_img - 1.0, x1 + max(0.0, w - 1)), min(h_img - 1.0, y1 + max(0.0, h - 1))
