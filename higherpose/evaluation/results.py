@@ -46,7 +46,15 @@ def person_records(image_id, poses, scores, category_id=1):
 
 
 def write_results(path, records):
-    """Write records with json_tricks (sort_keys, indent 4), as upstream; returns the path."""
+    """Write records with json_tricks (sort_keys, indent 4), as upstream; returns the path.
+
+    A record that could not be scored (a NaN or infinite keypoint or score, as a diverged model
+    gives) is an AnnotationError naming the record, its image id and the field, raised before
+    the file is opened: JSON has no NaN, and the encoder would stop half-way through the file.
+    """
+    from ..data.validate import check_results  # imported late: see keypoint_eval.evaluate_keypoints
+
+    check_results(records, f"{path} (not written)")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json_tricks.dump(records, f, sort_keys=True, indent=4)
