@@ -111,7 +111,7 @@ class KeypointDataset(Dataset):
         if data:  # cv2.imdecode raises on an empty buffer
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if image is None:
-            raise ImageFileError(f"cannot decode image file of image id {image_id}: {path}")
+            raise ImageFileError(f"cannot decode image file of image id {image_id}: {path} (listed in {self.ann_file})")
         return image
 
     def read_image_rgb(self, image_id):
