@@ -7,21 +7,26 @@ done in `epoch`, for mid-epoch resume), scheduler, scaler, rng (one entry per ra
 (logged losses, for the training curve) and config (the YAML text).
 
 Everything stored is a tensor, number, string, list or dict, so `torch.load(weights_only=True)`
-reads it.
+reads it. Files are read by the package's one checkpoint reader (higherpose.models.checkpoint).
 """
 import os
 import random
+import re
+import warnings
 
 import numpy as np
 import torch
 
-PREFIX = "module."
+from ..models.checkpoint import DDP_PREFIX as PREFIX
+from ..models.checkpoint import read_checkpoint
+from ..models.checkpoint import strip_module_prefix as strip_prefix  # noqa: F401  (used by the trainer)
 
 
 def atomic_save(obj, path):
     """torch.save to a temporary file next to `path`, then rename it over `path`.
 
-    A crash or an error mid-write leaves any previous file at `path` untouched.
+    A crash or an error mid-write leaves any previous file at `path` untouched. Once the rename
+    has succeeded, temporary files of `path` that killed runs left behind are removed.
     """
     path = os.fspath(path)
     tmp = f"{path}.tmp.{os.getpid()}"
@@ -35,25 +40,57 @@ def atomic_save(obj, path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    remove_stale_temporaries(path)
 
 
-def load_file(path, map_location="cpu"):
-    """torch.load with weights_only=True and a clear error for a missing or corrupt file."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+_PID = re.compile(r"[0-9]+")
+
+
+def remove_stale_temporaries(path):
+    """Delete `<path>.tmp.<pid>` files whose writer process no longer runs (a run killed mid-save).
+
+    Only that exact name pattern next to `path` is touched, never a directory or link, never the
+    file of a live process (another writer may be about to rename it); pids are checked on this
+    machine, so one output folder must not be written from two machines at once.
+    """
+    folder, name = os.path.split(os.fspath(path))
+    prefix = f"{name}.tmp."
+    with os.scandir(folder or ".") as entries:
+        stale = [e.path for e in entries
+                 if e.name.startswith(prefix) and _PID.fullmatch(e.name[len(prefix):])
+                 and e.is_file(follow_symlinks=False) and not _process_exists(int(e.name[len(prefix):]))]
+    for tmp in stale:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass  # removed by someone else meanwhile
+        except OSError as err:  # the checkpoint itself is saved; leave the leftover with a warning
+            warnings.warn(f"could not remove the stale temporary checkpoint {tmp}: {err}")
+
+
+def _process_exists(pid):
+    """Whether `pid` may be a running process here (when in doubt: yes, so its file is kept)."""
+    if pid == os.getpid():
+        return True
+    if os.name != "posix" or pid <= 0:
+        return True  # no safe probe (os.kill would terminate on Windows; 0 is a process group)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # truncated zip, pickle with code objects, ...
-        raise RuntimeError(f"cannot read checkpoint {path}: {err}") from err
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: another user's live process
+        return True
+    return True
+
+
+def load_file(path):
+    """A training checkpoint (or any checkpoint file) as stored: torch.load(weights_only=True) on
+    the CPU, with errors that name the file (FileNotFoundError, CheckpointError)."""
+    return read_checkpoint(path)
 
 
 def add_prefix(state_dict):
     return {k if k.startswith(PREFIX) else PREFIX + k: v for k, v in state_dict.items()}
-
-
-def strip_prefix(state_dict):
-    return {k[len(PREFIX):] if k.startswith(PREFIX) else k: v for k, v in state_dict.items()}
 
 
 # ----------------------------------------------------------------------------- RNG states

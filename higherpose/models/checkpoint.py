@@ -6,6 +6,9 @@ mmpose prefixes 'backbone.' / 'keypoint_head.' (or 'head.' in mmpose 1.x) for ne
 keys lack them; mmpose HRFormer names (packed 'attn.attn.qkv', 'attn.attn.proj', 'ffn.'). Files are
 read with torch.load(weights_only=True): a pickle holding anything but tensors and plain
 containers is refused.
+
+`read_checkpoint` and `extract_state_dict` are the package's one checkpoint reader: the training
+engine (higherpose.engine.checkpoint) reads its resume files with them too.
 """
 import os
 import pickle
@@ -20,6 +23,7 @@ LoadResult = namedtuple("LoadResult", ["missing_keys", "unexpected_keys", "misma
 
 _NESTED = ("state_dict", "model", "best_state_dict", "model_state_dict")
 _MMPOSE_PREFIXES = ("backbone.", "keypoint_head.", "head.")
+DDP_PREFIX = "module."
 
 
 class CheckpointError(RuntimeError):
@@ -27,25 +31,68 @@ class CheckpointError(RuntimeError):
 
 
 def read_checkpoint(path):
-    """torch.load(path, weights_only=True) with readable errors."""
+    """The object stored at `path`: torch.load(path, map_location="cpu", weights_only=True), with
+    errors that name the file and say what is wrong with it (CheckpointError)."""
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise MissingInputError(f"checkpoint file not found: {path} (see {DATA_GUIDE})")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        detail = [line.strip() for line in str(e).splitlines() if "Unsupported global" in line]
-        if detail:
-            raise CheckpointError(f"{path}: refused by torch.load(weights_only=True): it holds Python objects "
-                                  f"other than tensors and plain containers, so it is not a state_dict "
-                                  f"checkpoint ({detail[0].split('. Please')[0]})") from e
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable or corrupted pickle)") from e
-    except (RuntimeError, EOFError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from e
+    except OSError:
+        raise  # permission denied, I/O error: the system's message names the file
+    except Exception as err:  # on foreign bytes torch.load fails with anything, e.g. KeyError: 101
+        looks_like, description = _looks_like(path)
+        if looks_like == "other":  # torch's own message would only add noise about weights_only
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint: {description}") from err
+        if isinstance(err, pickle.UnpicklingError):  # how torch's weights-only unpickler says no
+            raise CheckpointError(_refused(path, err)) from err
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: {description} "
+                              f"({type(err).__name__}: {_first_sentence(err)})") from err
+
+
+def _first_sentence(err):
+    text = str(err).strip()
+    return text.splitlines()[0].split(". ")[0] if text else "no detail"
+
+
+def _looks_like(path):
+    """("zip" | "pickle" | "other", a description) from the file's first bytes: torch.save writes
+    a zip archive, or in its legacy format a pickle that starts with the PROTO opcode."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK"):
+        return "zip", "a truncated or damaged zip archive"
+    if head.startswith(b"\x80"):
+        return "pickle", "a damaged pickle, or one not written by torch.save"
+    if not head.strip():
+        return "other", "the file is empty" if not head else "the file holds only white space"
+    if head.startswith(b"version https://git-lfs"):
+        return "other", "it is a Git LFS pointer, not the weights (fetch them with `git lfs pull`)"
+    try:
+        first_line = head.decode("utf-8").strip().splitlines()[0]
+    except UnicodeDecodeError:
+        return "other", f"it is neither a zip archive nor a pickle (it starts with {head[:16]!r})"
+    return "other", f"it is a text file (it starts with {first_line[:40]!r})"
+
+
+def _refused(path, err):
+    """The message for a pickle that torch.load(weights_only=True) refused to unpickle."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    named = [line for line in lines if "global" in line.lower()]
+    if named:  # a class or function: unpickling it would import and call code the file names
+        return (f"{path}: refused by torch.load(weights_only=True): it holds Python objects other than tensors "
+                f"and plain containers, and loading them would run code named in the file "
+                f"({named[0].split('. ')[0]}). It is not a state_dict checkpoint; if you trust its source, "
+                f"load it once with weights_only=False and save its state_dict")
+    detail = next((line for line in lines if line.lower().startswith("unsupported")), _first_sentence(err))
+    return (f"{path}: refused by torch.load(weights_only=True): it uses pickle instructions the safe loader "
+            f"does not accept ({detail}); it is not a state_dict written by torch.save (or it is damaged), "
+            f"and unpickling it without weights_only could run code")
 
 
 def extract_state_dict(obj, source="checkpoint"):
-    """The tensor mapping inside `obj` (see module docstring), validated."""
+    """The model state_dict inside a loaded checkpoint, whatever its layout (module docstring):
+    nested under a known key or not, with the DDP `module.` prefix stripped; validated."""
     if isinstance(obj, Mapping):
         for key in _NESTED:
             if key in obj and isinstance(obj[key], Mapping):
@@ -58,13 +105,15 @@ def extract_state_dict(obj, source="checkpoint"):
     if bad:
         raise CheckpointError(f"{source} is not a state_dict: {len(bad)} of {len(obj)} entries are not "
                               f"name -> tensor, e.g. {bad[:3]} (top-level keys: {list(obj)[:8]})")
-    return obj
+    return strip_module_prefix(obj)
 
 
-def _strip_prefix(sd, prefix):
-    if all(k.startswith(prefix) for k in sd):
-        return OrderedDict((k[len(prefix):], v) for k, v in sd.items())
-    return sd
+def strip_module_prefix(state_dict, prefix=DDP_PREFIX):
+    """Keys without DistributedDataParallel's `module.` prefix. Only when every key has it: a
+    model may own a submodule that is really called `module`."""
+    if state_dict and all(k.startswith(prefix) for k in state_dict):
+        return OrderedDict((k[len(prefix):], v) for k, v in state_dict.items())
+    return state_dict
 
 
 def _split_qkv(sd):
@@ -82,8 +131,8 @@ def _split_qkv(sd):
 
 
 def adapt_state_dict(sd, model_keys):
-    """Rename checkpoint keys towards `model_keys` (prefixes, mmpose HRFormer names)."""
-    sd = _strip_prefix(OrderedDict(sd), "module.")
+    """Rename checkpoint keys towards `model_keys` (mmpose prefixes, mmpose HRFormer names)."""
+    sd = OrderedDict(sd)
     model_keys = set(model_keys)
     model_has_backbone = any(k.startswith("backbone.") for k in model_keys)
     if not model_has_backbone and any(k.startswith(_MMPOSE_PREFIXES) for k in sd):
