@@ -59,8 +59,8 @@ from ..joint_order import COCO_JOINT_ORDER, default_joint_order  # noqa: F401
 
 
 def scipy_assignment(cost):
-    """scipy's solver, imported on first use: `higherpose.ops` imports this module for its joint
-    order, and the package does not depend on scipy (only this reference and the tests do)."""
+    """scipy's solver, imported on first use so that importing this module needs no scipy: the
+    package does not depend on it (only this reference and the tests do)."""
     from scipy.optimize import linear_sum_assignment
 
     return linear_sum_assignment(cost)
