@@ -1,4 +1,4 @@
-// The "mma" window-attention kernels (see window_attention_kernels.cuh): tensor cores,
+// The "mma" window-attention kernels (see window_attention_launch.cuh): tensor cores,
 // FlashAttention-2 style, windows of up to 64 positions and head_dim up to 64.
 #pragma once
 #include <cstring>

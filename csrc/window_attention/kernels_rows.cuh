@@ -1,4 +1,4 @@
-// The "rows" window-attention kernels (see window_attention_kernels.cuh): a group of G lanes per
+// The "rows" window-attention kernels (see window_attention_launch.cuh): a group of G lanes per
 // window row, online softmax in the forward, flash-style backward with P / dS in shared memory.
 #pragma once
 #include "window_attention/kernels_common.cuh"

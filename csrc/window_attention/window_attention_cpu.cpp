@@ -11,7 +11,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include "registration.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "registration.h"
 #include "window_attention/window_attention.h"
 
 namespace higherpose {
