@@ -29,13 +29,13 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <ATen/Dispatch.h>
-#include "registration.h"
 
 #include <cstdint>
 #include <limits>
 #include <type_traits>
 
 #include "peaks/peaks.h"
+#include "registration.h"
 
 namespace higherpose {
 namespace {
