@@ -220,6 +220,11 @@ BAD = [
     (dict(num_heads=0), "does not divide"),
     (dict(window=(0, 7)), "window"),
     (dict(window=(7, -1)), "window"),
+    # position counts that overflow 64 bits must not slip past the 1024-position limit
+    (dict(window=(2**32, 2**32), offset=(0, 0)), "more than 1024 positions"),
+    (dict(window=(2**62, 4)), "more than 1024 positions"),
+    (dict(window=(2**63 - 1, 2)), "more than 1024 positions"),
+    (dict(window=(1025, 1)), "more than 1024 positions"),
     (dict(offset=(7, 0)), "offset"),
     (dict(offset=(0, -1)), "offset"),
     (dict(pad_mode="reflect"), "pad_mode"),

@@ -60,7 +60,8 @@ inline void check_window_attention_inputs(
   TORCH_CHECK(window.size() == 2, "window_attention: window must be (wh, ww), got ", window);
   TORCH_CHECK(window[0] > 0 && window[1] > 0,
               "window_attention: window sizes must be positive, got ", window);
-  TORCH_CHECK(window[0] * window[1] <= 1024,
+  // Each side first, so that the product cannot overflow.
+  TORCH_CHECK(window[0] <= 1024 && window[1] <= 1024 && window[0] * window[1] <= 1024,
               "window_attention: windows of more than 1024 positions are not supported, got ",
               window);
   TORCH_CHECK(offset.size() == 2, "window_attention: offset must be (top, left), got ", offset);
