@@ -51,6 +51,9 @@ HIGHERPOSE_LIBRARY(m) {
   m.def(
       "window_attention(Tensor q, Tensor k, Tensor v, int[] window, int num_heads, float scale, "
       "int[] offset, str pad_mode, Tensor? k_pad, Tensor? v_pad, Tensor? rel_bias) -> Tensor");
+  //    For benchmarks and tests: force the CUDA kernel family ("rows", "tiles", "mma"; "auto" or ""
+  //    = the default rule of csrc/window_attention/kernel_family.h); returns the previous setting.
+  m.def("set_window_attention_kernel(str family) -> str");
 
   // 3. Associative-embedding grouping (HigherHRNet's parser) over a batch.
   //    Returns poses [N, P, J, 3 + T] (x, y, value, tags), scores [N, P], counts [N] (int64).

@@ -43,7 +43,7 @@ def test_import_ops_needs_no_scipy():
 
 PRODUCT_OPS = {"higherpose::heatmap_peaks", "higherpose::ae_group", "higherpose::linear_sum_assignment",
                "higherpose::window_attention", "higherpose::window_attention_forward",
-               "higherpose::window_attention_backward"}
+               "higherpose::window_attention_backward", "higherpose::set_window_attention_kernel"}
 
 
 def test_shipped_library_holds_only_product_ops():

@@ -265,6 +265,16 @@ def test_non_integer_kernel_rejected():
         hops.heatmap_peaks(h, t, 3, 2.5)
 
 
+def test_huge_k_is_refused_naming_k():
+    h, t = _good()
+    # sizes that overflow 64-bit byte counts: refused before any allocation
+    with pytest.raises(RuntimeError, match=r"k = 4611686018427387904 is too large"):
+        hops.heatmap_peaks(h, t, 3, 2**62)
+    # representable but far beyond memory: the allocator's failure names k
+    with pytest.raises(RuntimeError, match=r"not enough memory for the outputs of k = 1099511627776"):
+        hops.heatmap_peaks(h, t, 3, 2**40)
+
+
 # ----------------------------------------------------------------------------------------------
 # torch.compile and the custom-op checks.
 

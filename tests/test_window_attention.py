@@ -1,6 +1,7 @@
 """The window-attention op (CPU) against the pure-PyTorch reference, hand-worked cases, gradcheck,
 opcheck, torch.compile, autocast and bad inputs. CUDA parity is in test_window_attention_cuda.py."""
 import math
+import os
 
 import pytest
 import torch
@@ -219,6 +220,11 @@ BAD = [
     (dict(num_heads=0), "does not divide"),
     (dict(window=(0, 7)), "window"),
     (dict(window=(7, -1)), "window"),
+    # position counts that overflow 64 bits must not slip past the 1024-position limit
+    (dict(window=(2**32, 2**32), offset=(0, 0)), "more than 1024 positions"),
+    (dict(window=(2**62, 4)), "more than 1024 positions"),
+    (dict(window=(2**63 - 1, 2)), "more than 1024 positions"),
+    (dict(window=(1025, 1)), "more than 1024 positions"),
     (dict(offset=(7, 0)), "offset"),
     (dict(offset=(0, -1)), "offset"),
     (dict(pad_mode="reflect"), "pad_mode"),
@@ -235,14 +241,48 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("change,message", BAD, ids=[m + str(i) for i, (_, m) in enumerate(BAD)])
+# Integer arguments are integers: a float is refused with a TypeError naming it, never truncated.
+NOT_INTEGERS = [
+    (dict(num_heads=1.5), "num_heads must be an integer"),
+    (dict(num_heads=True), "num_heads must be an integer"),
+    (dict(window=(3.9, 3.9)), r"window\[0\] must be an integer"),
+    (dict(window=2.0), "window must be an integer or a sequence"),
+    (dict(window=(7, 7, 7)), "window must have 2 entries"),
+    (dict(offset=(0.9, 0.9)), r"offset\[0\] must be an integer"),
+    (dict(scale="0.5"), "scale must be a real number"),
+    (dict(pad_mode=0), "pad_mode must be"),
+]
+
+
+@pytest.mark.parametrize("change,message", BAD + NOT_INTEGERS,
+                         ids=[m + str(i) for i, (_, m) in enumerate(BAD + NOT_INTEGERS)])
 def test_bad_inputs_raise_clear_errors(change, message):
     args = dict(q=torch.zeros(1, 9, 8, 8), k=torch.zeros(1, 9, 8, 8), v=torch.zeros(1, 9, 8, 8), num_heads=2,
                 window=(7, 7), scale=None, offset=(0, 0), pad_mode="zeros", k_pad=torch.zeros(8),
                 v_pad=torch.zeros(8), rel_bias=None)
     args.update(change)
-    with pytest.raises((RuntimeError, ValueError), match=message):
+    with pytest.raises((RuntimeError, ValueError, TypeError), match=message):
         window_attention(**args)
+
+
+def test_zero_channels_are_refused():
+    q = torch.zeros(1, 4, 4, 0)
+    with pytest.raises(RuntimeError, match="q has no channels"):
+        window_attention(q, q, q, 2, 3)
+
+
+def test_double_backward_is_refused_at_the_first_backward():
+    q, k, v, k_pad, v_pad, _ = make(1, 6, 5, 1, 4, torch.float64)
+    q.requires_grad_()
+    out = window_attention(q, k, v, 1, 3, None, (1, 1), "zeros", k_pad, v_pad)
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        torch.autograd.grad(out.sum(), q, create_graph=True)
+    # without create_graph the same backward runs (and matches the reference)
+    out = window_attention(q, k, v, 1, 3, None, (1, 1), "zeros", k_pad, v_pad)
+    (grad,) = torch.autograd.grad(out.sum(), q)
+    expected = reference(q, k, v, 1, (3, 3), None, (1, 1), "zeros", k_pad, v_pad, None)
+    (want,) = torch.autograd.grad(expected.sum(), q)
+    torch.testing.assert_close(grad, want)
 
 
 def test_bad_inputs_under_compile_raise():
@@ -265,3 +305,40 @@ def test_device_mismatch_is_reported():
     q = torch.zeros(1, 4, 4, 2)
     with pytest.raises(RuntimeError, match="k_pad is on meta|k_pad"):
         window_attention(q, q, q, 1, 2, None, (0, 0), "zeros", torch.zeros(2, device="meta"))
+
+
+# ----------------------------------------------------------------------------- CUDA kernel family choice
+
+def test_kernel_family_can_be_forced_and_restored():
+    from higherpose.ops import window_attention_kernel
+
+    set_kernel = torch.ops.higherpose.set_window_attention_kernel
+    assert set_kernel("auto") == "auto"  # nothing forced in the test process
+    with window_attention_kernel("tiles"):
+        assert set_kernel("tiles") == "tiles"
+        with window_attention_kernel("mma"):
+            assert set_kernel("mma") == "mma"
+        assert set_kernel("tiles") == "tiles"
+    assert set_kernel("auto") == "auto"
+    with pytest.raises(RuntimeError, match='kernel family must be "rows", "tiles" or "mma", got "fast"'):
+        set_kernel("fast")
+    assert set_kernel("auto") == "auto"  # a refused value changes nothing
+
+
+@pytest.mark.parametrize("value, expected", [("mma", "mma"), ("", "auto"), ("bogus", "HIGHERPOSE_WINDOW_ATTENTION_KERNEL")])
+def test_kernel_family_environment_variable_is_read_once(value, expected):
+    import subprocess
+    import sys
+
+    code = ("import os, torch, higherpose.ops\n"
+            "set_kernel = torch.ops.higherpose.set_window_attention_kernel\n"
+            "try:\n    first = set_kernel('rows')\nexcept RuntimeError as e:\n    print('error', e); raise SystemExit\n"
+            "os.environ['HIGHERPOSE_WINDOW_ATTENTION_KERNEL'] = 'tiles'  # too late: read once\n"
+            "print(first, set_kernel('auto'))\n")
+    env = dict(os.environ, HIGHERPOSE_WINDOW_ATTENTION_KERNEL=value)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    if expected.startswith("HIGHERPOSE"):
+        assert done.stdout.startswith("error") and expected in done.stdout, done.stdout
+    else:
+        assert done.stdout.split() == [expected, "rows"], done.stdout

@@ -1,12 +1,15 @@
 """CUDA window attention against the CPU kernel (itself held to the pure-PyTorch reference in
 test_window_attention.py): forward and backward in float32 / float16 / bfloat16, the module under
 autocast and torch.compile, streams and bad inputs, for both CUDA kernel families (chosen by
-HIGHERPOSE_WINDOW_ATTENTION_KERNEL). Needs a GPU (`pytest -m cuda`)."""
+higherpose.ops.window_attention_kernel). Needs a GPU (`pytest -m cuda`)."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from higherpose.models.attention import WindowMultiheadAttention
-from higherpose.ops import centre_offset, window_attention
+from higherpose.ops import centre_offset, window_attention, window_attention_kernel
 from higherpose.ops.reference.window_attention import window_attention as reference
 
 pytestmark = pytest.mark.cuda
@@ -15,10 +18,10 @@ TOL = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 6e-2}
 
 
 @pytest.fixture(params=["rows", "tiles", "mma"])
-def kernel_family(request, monkeypatch):
-    """Runs the test once per CUDA kernel family (the C++ side reads the variable at every call)."""
-    monkeypatch.setenv("HIGHERPOSE_WINDOW_ATTENTION_KERNEL", request.param)
-    return request.param
+def kernel_family(request):
+    """Runs the test once per CUDA kernel family (forced for the test's duration)."""
+    with window_attention_kernel(request.param):
+        yield request.param
 
 
 def make(b, h, w, heads, d, window, with_bias, seed=0):
@@ -146,13 +149,22 @@ def test_cuda_bad_inputs():
     with pytest.raises(RuntimeError, match="float64"):
         qd = q.double()
         window_attention(qd, qd, qd, 2, 7)
-    big = torch.zeros(1, 4, 4, 2 * 130, device="cuda")
-    with pytest.raises(RuntimeError, match="head_dim up to 128"):
-        window_attention(big, big, big, 2, 7)
+    # head_dim > 128: test_head_dim_over_128_is_refused_in_a_process_that_survives
 
 
-def test_unknown_kernel_family_is_refused(monkeypatch):
-    monkeypatch.setenv("HIGHERPOSE_WINDOW_ATTENTION_KERNEL", "fastest")
-    q = torch.zeros(1, 9, 8, 8, device="cuda")
-    with pytest.raises(RuntimeError, match='HIGHERPOSE_WINDOW_ATTENTION_KERNEL must be "rows", "tiles" or "mma"'):
-        window_attention(q, q, q, 2, 7)
+def test_unknown_kernel_family_is_refused():
+    with pytest.raises(RuntimeError, match='kernel family must be "rows", "tiles" or "mma"'):
+        with window_attention_kernel("fastest"):
+            pass
+
+
+def test_head_dim_over_128_is_refused_in_a_process_that_survives():
+    # In a child process, so that a crash (as once reported on an H100) fails this test with the
+    # signal instead of ending the test run; the op's own check must raise a RuntimeError.
+    code = ("import torch, higherpose.ops as ops\n"
+            "big = torch.zeros(1, 4, 4, 2 * 130, device='cuda')\n"
+            "try:\n    ops.window_attention(big, big, big, 2, 7)\nexcept RuntimeError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"exit status {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    assert "head_dim up to 128" in done.stdout, done.stdout + done.stderr
+

@@ -2,8 +2,8 @@
 # Compile-check every CUDA source against the installed torch's headers without a GPU or a
 # CUDA build of torch: nvcc -c for sm_90 as C++17 (the GPU machine's torch 2.11 compiles as
 # C++17). Only c10/cuda headers may be used (no cuBLAS/cuSPARSE headers are needed or present).
-# With no arguments it also syntax-checks every csrc/**/*.cpp as C++17 with the host compiler:
-# on the GPU machine the whole library, the CUDA kernels' host emulator included, builds as C++17.
+# With no arguments it also syntax-checks every csrc/**/*.cpp and tests/csrc/**/*.cpp (the test-only
+# CUDA block emulator) as C++17 with the host compiler: the GPU machine's torch builds as C++17.
 # Usage: tools/check_cuda_compile.sh [file.cu ...]   (default: every csrc/**/*.cu, then the .cpp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,10 +24,10 @@ for f in "${files[@]}"; do
 done
 echo "compiled ${#files[@]} CUDA source(s)"
 if [ $# -eq 0 ]; then
-  mapfile -t cpp < <(find csrc -name '*.cpp' | sort)
+  mapfile -t cpp < <(find csrc tests/csrc -name '*.cpp' | sort)
   for f in "${cpp[@]}"; do
     # shellcheck disable=SC2086
-    "${CXX:-c++}" -std=c++17 -fsyntax-only -Icsrc $TORCH_INC -Wno-unknown-pragmas -w "$f"
+    "${CXX:-c++}" -std=c++17 -fsyntax-only -Icsrc -Itests/csrc $TORCH_INC -Wno-unknown-pragmas -w "$f"
   done
   echo "checked ${#cpp[@]} C++ source(s) as C++17"
 fi

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "group/adjust.h"
 #include "group/hungarian.h"
 
 namespace higherpose {
@@ -59,8 +60,5 @@ inline float round_half_even(float v) {
   }
   return v;
 }
-
-// Quarter-pixel step toward the larger neighbour (ties and NaN: -0.25), as upstream's adjust.
-inline float quarter_step(float after, float before) { return after > before ? 0.25f : -0.25f; }
 
 }  // namespace higherpose

@@ -8,7 +8,6 @@
 // is) and only evaluates the distance where det reaches the current best. Ties keep the lowest
 // flat index, so the result is the same as a plain row-major argmax.
 #include <ATen/Parallel.h>
-#include "registration.h"
 
 #include <cmath>
 #include <limits>
@@ -17,6 +16,7 @@
 #endif
 
 #include "group/group.h"
+#include "registration.h"
 
 namespace higherpose {
 namespace {
@@ -121,10 +121,8 @@ void group_one_image(const float* values, const int64_t* xs, const int64_t* ys, 
         if (!(row[2] > 0.0f)) continue;
         const int64_t x = static_cast<int64_t>(row[0]), y = static_cast<int64_t>(row[1]);
         const float* m = det + j * HW;
-        const float dx = quarter_step(m[y * W + std::min(x + 1, W - 1)], m[y * W + std::max<int64_t>(x - 1, 0)]);
-        const float dy = quarter_step(m[std::min(y + 1, H - 1) * W + x], m[std::max<int64_t>(y - 1, 0) * W + x]);
-        row[0] = (row[0] + dx) + 0.5f;
-        row[1] = (row[1] + dy) + 0.5f;
+        row[0] = (row[0] + quarter_step_x(m, x, y, W)) + 0.5f;
+        row[1] = (row[1] + quarter_step_y(m, x, y, H, W)) + 0.5f;
       }
     }
   }
@@ -176,10 +174,8 @@ void group_one_image(const float* values, const int64_t* xs, const int64_t* ys, 
       const float val = m[idx];
       if (!(val > 0.0f)) continue;
       const int64_t y = idx / W, x = idx % W;
-      row[0] = (static_cast<float>(x) + 0.5f) +
-               quarter_step(m[y * W + std::min(x + 1, W - 1)], m[y * W + std::max<int64_t>(x - 1, 0)]);
-      row[1] = (static_cast<float>(y) + 0.5f) +
-               quarter_step(m[std::min(y + 1, H - 1) * W + x], m[std::max<int64_t>(y - 1, 0) * W + x]);
+      row[0] = (static_cast<float>(x) + 0.5f) + quarter_step_x(m, x, y, W);
+      row[1] = (static_cast<float>(y) + 0.5f) + quarter_step_y(m, x, y, H, W);
       row[2] = val;
     }
   }

@@ -15,23 +15,19 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include "registration.h"
 
 #include <cstdint>
 #include <limits>
 #include <vector>
 
 #include "group/group.h"
+#include "registration.h"
 
 namespace higherpose {
 namespace {
 
 constexpr int kThreads = 256;
 constexpr int64_t kPixelsPerBlock = 16384;  // refine splits a map over blocks of this many pixels
-
-__device__ __forceinline__ float quarter_step_dev(float after, float before) {
-  return after > before ? 0.25f : -0.25f;
-}
 
 // Packed row per peak slot: value, x, y, adjusted x, adjusted y, tags[T].
 __global__ void pack_candidates_kernel(const float* __restrict__ det, const float* __restrict__ values,
@@ -51,10 +47,8 @@ __global__ void pack_candidates_kernel(const float* __restrict__ det, const floa
   float ax = fx, ay = fy;
   if (x >= 0 && x < W && y >= 0 && y < H) {
     const float* m = det + nj * H * W;
-    const int64_t xr = x + 1 < W ? x + 1 : W - 1, xl = x - 1 > 0 ? x - 1 : 0;
-    const int64_t yd = y + 1 < H ? y + 1 : H - 1, yu = y - 1 > 0 ? y - 1 : 0;
-    ax = __fadd_rn(__fadd_rn(fx, quarter_step_dev(m[y * W + xr], m[y * W + xl])), 0.5f);
-    ay = __fadd_rn(__fadd_rn(fy, quarter_step_dev(m[yd * W + x], m[yu * W + x])), 0.5f);
+    ax = (fx + quarter_step_x(m, x, y, W)) + 0.5f;
+    ay = (fy + quarter_step_y(m, x, y, H, W)) + 0.5f;
   }
   row[0] = values[i];
   row[1] = fx;
@@ -157,11 +151,9 @@ __global__ void refine_write_kernel(const float* __restrict__ det, const int32_t
   const float val = m[idx];
   if (!(val > 0.0f)) return;
   const int64_t y = idx / W, x = idx % W;
-  const int64_t xr = x + 1 < W ? x + 1 : W - 1, xl = x - 1 > 0 ? x - 1 : 0;
-  const int64_t yd = y + 1 < H ? y + 1 : H - 1, yu = y - 1 > 0 ? y - 1 : 0;
   float* row = poses + ((n * P + p) * J + j) * (3 + T);
-  row[0] = __fadd_rn(__fadd_rn(static_cast<float>(x), 0.5f), quarter_step_dev(m[y * W + xr], m[y * W + xl]));
-  row[1] = __fadd_rn(__fadd_rn(static_cast<float>(y), 0.5f), quarter_step_dev(m[yd * W + x], m[yu * W + x]));
+  row[0] = (static_cast<float>(x) + 0.5f) + quarter_step_x(m, x, y, W);
+  row[1] = (static_cast<float>(y) + 0.5f) + quarter_step_y(m, x, y, H, W);
   row[2] = val;
 }
 

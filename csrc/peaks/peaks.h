@@ -1,7 +1,9 @@
 // Shared argument checks and output allocation of the heatmap-peaks op (CPU and CUDA).
 #pragma once
 #include <ATen/ATen.h>
+#include <c10/util/safe_numerics.h>
 
+#include <algorithm>
 #include <limits>
 #include <tuple>
 
@@ -31,15 +33,36 @@ inline void check_heatmap_peaks_args(const at::Tensor& heatmaps, const at::Tenso
   TORCH_CHECK(k >= 1, "heatmap_peaks: k must be at least 1, got ", k);
 }
 
+// Runs `allocate` (the outputs' allocation) with errors that name k: output sizes that overflow
+// 64-bit byte counts are refused before any allocation, and an out-of-memory error says which k
+// asked for how much.
+template <typename Allocate>
+auto allocate_for_k(const at::Tensor& heatmaps, const at::Tensor& tags, int64_t k, Allocate allocate) {
+  const int64_t n = heatmaps.size(0), j = heatmaps.size(1), t = std::max<int64_t>(tags.size(4), 1);
+  int64_t bytes = 0;
+  const bool overflow = c10::mul_overflows(n, j, &bytes) || c10::mul_overflows(bytes, k, &bytes) ||
+                        c10::mul_overflows(bytes, t + 3, &bytes) || c10::mul_overflows(bytes, int64_t(8), &bytes);
+  TORCH_CHECK(!overflow, "heatmap_peaks: k = ", k, " is too large: outputs of ", n, " x ", j, " x ", k,
+              " peaks would overflow 64-bit sizes");
+  try {
+    return allocate();
+  } catch (const c10::Error& e) {  // the CPU allocator's failure is a plain c10::Error, CUDA's an OutOfMemoryError
+    TORCH_CHECK(false, "heatmap_peaks: not enough memory for the outputs of k = ", k, " peaks per map (about ",
+                bytes, " bytes): ", e.what_without_backtrace());
+  }
+}
+
 // values (heatmaps' dtype, filled with -inf), x and y (int64, filled with -1), peak tags (zeros).
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> allocate_heatmap_peaks_outputs(
     const at::Tensor& heatmaps, const at::Tensor& tags, int64_t k) {
   const auto n = heatmaps.size(0), j = heatmaps.size(1), t = tags.size(4);
-  auto values = at::full({n, j, k}, -std::numeric_limits<double>::infinity(), heatmaps.options());
-  auto x = at::full({n, j, k}, -1, heatmaps.options().dtype(at::kLong));
-  auto y = at::full({n, j, k}, -1, heatmaps.options().dtype(at::kLong));
-  auto peak_tags = at::zeros({n, j, k, t}, tags.options());
-  return {values, x, y, peak_tags};
+  return allocate_for_k(heatmaps, tags, k, [&] {
+    auto values = at::full({n, j, k}, -std::numeric_limits<double>::infinity(), heatmaps.options());
+    auto x = at::full({n, j, k}, -1, heatmaps.options().dtype(at::kLong));
+    auto y = at::full({n, j, k}, -1, heatmaps.options().dtype(at::kLong));
+    auto peak_tags = at::zeros({n, j, k, t}, tags.options());
+    return std::make_tuple(values, x, y, peak_tags);
+  });
 }
 
 }  // namespace higherpose

@@ -9,11 +9,11 @@
 // neighbour, so a smooth map costs a few comparisons per pixel and no pooled copy is made.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include "registration.h"
 
 #include <vector>
 
 #include "peaks/peaks.h"
+#include "registration.h"
 
 namespace higherpose {
 namespace {

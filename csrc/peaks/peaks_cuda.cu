@@ -29,13 +29,13 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <ATen/Dispatch.h>
-#include "registration.h"
 
 #include <cstdint>
 #include <limits>
 #include <type_traits>
 
 #include "peaks/peaks.h"
+#include "registration.h"
 
 namespace higherpose {
 namespace {
@@ -525,10 +525,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> heatmap_peaks_cuda(
   TORCH_CHECK(maps <= std::numeric_limits<int32_t>::max(), "heatmap_peaks: too many maps (", maps, ")");
 
   // The kernels write every output slot, fill included: no initialisation needed.
-  auto values = at::empty({N, J, k}, heatmaps.options());
-  auto xs = at::empty({N, J, k}, heatmaps.options().dtype(at::kLong));
-  auto ys = at::empty({N, J, k}, heatmaps.options().dtype(at::kLong));
-  auto peak_tags = at::empty({N, J, k, T}, tags.options());
+  at::Tensor values, xs, ys, peak_tags;  // not a structured binding: lambdas below capture them (C++17)
+  std::tie(values, xs, ys, peak_tags) = allocate_for_k(heatmaps, tags, k, [&] {
+    return std::make_tuple(at::empty({N, J, k}, heatmaps.options()),
+                           at::empty({N, J, k}, heatmaps.options().dtype(at::kLong)),
+                           at::empty({N, J, k}, heatmaps.options().dtype(at::kLong)),
+                           at::empty({N, J, k, T}, tags.options()));
+  });
   // Per map: the candidate count and the number of finished tiles, zeroed in one fill.
   auto counters = at::zeros({2 * maps}, heatmaps.options().dtype(at::kInt));
   auto keys = at::empty({maps * hw}, heatmaps.options().dtype(at::kLong));  // worst case: all peaks

@@ -1,6 +1,6 @@
 // What every window-attention CUDA kernel family shares: the launch parameters, the window cells
 // of a block's tile, the block prologue / epilogue, warp reductions and strided reads. Part of
-// window_attention_kernels.cuh (compiled by nvcc and by the host emulator).
+// window_attention_launch.cuh (compiled by nvcc and by the host emulator).
 #pragma once
 #include <ATen/ATen.h>
 

@@ -1,4 +1,4 @@
-// The "mma" window-attention kernels (see window_attention_kernels.cuh): tensor cores,
+// The "mma" window-attention kernels (see window_attention_launch.cuh): tensor cores,
 // FlashAttention-2 style, windows of up to 64 positions and head_dim up to 64.
 #pragma once
 #include <cstring>
@@ -112,23 +112,27 @@ struct MmaOps<float> {
     memcpy(&b, &x, 4);
     return b;
   }
+  // x = big + small, both TF32. A non-finite x (inf, NaN) is all big: its small part is 0 (not
+  // inf - inf = NaN), and its big part takes no part in the cross terms (`cross` is 0 for it),
+  // where it would meet the other operand's small part (often exactly 0: 0 * inf = NaN). So an
+  // infinite or NaN entry reaches the sum through big * big alone, as through the one product of
+  // the reference.
+  static __device__ __forceinline__ void split(float x, uint32_t& big, uint32_t& small, uint32_t& cross) {
+    big = to_tf32(x);
+    const float rest = x - decode(big);
+    const bool finite = rest - rest == 0.f;  // exactly when x (and so rest) is finite
+    small = to_tf32(finite ? rest : 0.f);
+    cross = finite ? big : 0u;
+  }
   // Three TF32 products, small terms first: A_small B_big + A_big B_small + A_big B_big.
   static __device__ __forceinline__ void mma(float (&acc)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-    uint32_t a_big[4], a_small[4], b_big[2], b_small[2];
+    uint32_t a_big[4], a_small[4], a_cross[4], b_big[2], b_small[2], b_cross[2];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float x = decode(a[i]);
-      a_big[i] = to_tf32(x);
-      a_small[i] = to_tf32(x - decode(a_big[i]));
-    }
+    for (int i = 0; i < 4; ++i) split(decode(a[i]), a_big[i], a_small[i], a_cross[i]);
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const float x = decode(b[i]);
-      b_big[i] = to_tf32(x);
-      b_small[i] = to_tf32(x - decode(b_big[i]));
-    }
-    mma_1688_tf32(acc, a_small, b_big, acc);
-    mma_1688_tf32(acc, a_big, b_small, acc);
+    for (int i = 0; i < 2; ++i) split(decode(b[i]), b_big[i], b_small[i], b_cross[i]);
+    mma_1688_tf32(acc, a_small, b_cross, acc);
+    mma_1688_tf32(acc, a_cross, b_small, acc);
     mma_1688_tf32(acc, a_big, b_big, acc);
   }
   // k-step kk is n-tile kk of the strip. The lane holds its keys 2t, 2t + 1, which serve as the

@@ -1,4 +1,4 @@
-// The "rows" window-attention kernels (see window_attention_kernels.cuh): a group of G lanes per
+// The "rows" window-attention kernels (see window_attention_launch.cuh): a group of G lanes per
 // window row, online softmax in the forward, flash-style backward with P / dS in shared memory.
 #pragma once
 #include "window_attention/kernels_common.cuh"
@@ -128,7 +128,9 @@ __global__ void __launch_bounds__(kMaxThreads)
         for (int c = 0; c < 4 * QUADS; ++c) acc[c] *= f;
         m = s;
       }
-      const float e = expf(s - m);
+      // A -inf logit weighs 0 even before any finite one came (-inf - -inf would be NaN); a NaN
+      // logit stays NaN and reaches the output, as in the reference.
+      const float e = s == -INFINITY ? 0.f : expf(s - m);
       l += e;
       const float* vr = vs + j * ds;
 #pragma unroll

@@ -1,4 +1,4 @@
-// The "tiles" window-attention kernels (see window_attention_kernels.cuh): register-tiled 4 x 4
+// The "tiles" window-attention kernels (see window_attention_launch.cuh): register-tiled 4 x 4
 // products over shared tiles, windows of up to 64 positions.
 #pragma once
 #include "window_attention/kernels_common.cuh"

@@ -53,14 +53,15 @@ inline void check_window_attention_inputs(
               "window_attention: q must be a floating dtype, got ", q.scalar_type());
   check_same(k, q, "k");
   check_same(v, q, "v");
-  TORCH_CHECK(num_heads > 0, "window_attention: num_heads must be positive, got ", num_heads);
   const c10::SymInt C = q.sym_size(3);
-  TORCH_CHECK(C % num_heads == 0, "window_attention: num_heads ", num_heads,
-              " does not divide the channels ", C);
+  TORCH_CHECK(num_heads > 0 && C % num_heads == 0, "window_attention: num_heads ", num_heads,
+              " does not divide the channels ", C, " (it must be a positive divisor)");
+  TORCH_CHECK(C > 0, "window_attention: q has no channels (its last dimension is 0)");
   TORCH_CHECK(window.size() == 2, "window_attention: window must be (wh, ww), got ", window);
   TORCH_CHECK(window[0] > 0 && window[1] > 0,
               "window_attention: window sizes must be positive, got ", window);
-  TORCH_CHECK(window[0] * window[1] <= 1024,
+  // Each side first, so that the product cannot overflow.
+  TORCH_CHECK(window[0] <= 1024 && window[1] <= 1024 && window[0] * window[1] <= 1024,
               "window_attention: windows of more than 1024 positions are not supported, got ",
               window);
   TORCH_CHECK(offset.size() == 2, "window_attention: offset must be (top, left), got ", offset);

@@ -1,16 +1,18 @@
 // The differentiable entry point `higherpose::window_attention`:
 //  - Autograd kernel: a custom autograd function that calls window_attention_forward (which
 //    also returns the per-query log-sum-exp) and, in the backward, window_attention_backward
-//    (which recomputes the attention weights from it). Nothing window-sized is stored.
+//    (which recomputes the attention weights from it). Nothing window-sized is stored. Double
+//    backward is refused with an error.
 //  - Backend kernels (CompositeExplicitAutograd): the forward output alone, for calls without
 //    autograd (inference mode, tracing below the autograd key).
 //  - Autocast kernels (CUDA, CPU): cast every floating input to the autocast dtype, so q/k/v from
 //    autocast linears (fp16/bf16) meet k_pad/v_pad/rel_bias parameters (fp32) in one dtype.
 #include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
-#include "registration.h"
 
 #include <string>
+
+#include "registration.h"
 
 namespace higherpose {
 namespace {
@@ -81,6 +83,12 @@ class WindowAttentionFunction : public torch::autograd::Function<WindowAttention
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    // The backward op has no derivative of its own: a graph of this backward (create_graph=True,
+    // i.e. double backward) would silently hold zeros, so it is refused here, up front.
+    TORCH_CHECK(!at::GradMode::is_enabled(),
+                "window_attention: double backward is not supported (this backward was called with "
+                "create_graph=True; use torch.autograd.grad without create_graph, or the pure-PyTorch "
+                "reference higherpose.ops.reference.window_attention for higher derivatives)");
     const auto saved = ctx->get_saved_variables();
     const auto window = ctx->saved_data["window"].toIntVector();
     const auto offset = ctx->saved_data["offset"].toIntVector();

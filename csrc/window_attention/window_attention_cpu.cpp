@@ -11,7 +11,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include "registration.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "registration.h"
 #include "window_attention/window_attention.h"
 
 namespace higherpose {
@@ -119,12 +119,14 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // s[0:n] = exp(s[0:n] - shift); returns the sum. exp in plain arithmetic that vectorises:
 // exp(x) = 2^m * poly(r), x = m ln2 + r, |r| <= ln2 / 2, relative error ~2e-7 (float round-off
-// level); x is clamped to [-87, 88] (exp(-87) ~ 1e-38 stands for 0). Written inline in the loop
-// (a helper would not be inlined into the attributed function).
+// level); x is clamped to [-87, 88] (exp(-87) ~ 1e-38 stands for 0), and a NaN x (a NaN input, or
+// inf - inf from an infinite logit) stays NaN, as in std::exp, so that it reaches the output as it
+// does in the reference. Written inline in the loop (a helper would not be inlined into the
+// attributed function).
 HP_HOT float exp_shifted(int64_t n, float shift, float* __restrict s) {
   for (int64_t j = 0; j < n; ++j) {
-    float x = s[j] - shift;
-    x = x > -87.0f ? x : -87.0f;
+    const float x0 = s[j] - shift;
+    float x = x0 > -87.0f ? x0 : -87.0f;
     x = x < 88.0f ? x : 88.0f;
     // Round to nearest by adding and removing 1.5 * 2^23 (vectorises, unlike nearbyint).
     const float m = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -139,7 +141,7 @@ HP_HOT float exp_shifted(int64_t n, float shift, float* __restrict s) {
     const int32_t bits = (static_cast<int32_t>(m) + 127) << 23;
     float two_m;
     std::memcpy(&two_m, &bits, sizeof(float));
-    s[j] = p * two_m;
+    s[j] = x0 == x0 ? p * two_m : x0;  // a blend, so the loop still vectorises
   }
   float sum = 0;  // a separate loop, so that the exp loop has no ordered reduction
   for (int64_t j = 0; j < n; ++j) sum += s[j];

@@ -1,17 +1,15 @@
-// CUDA entry points of the window-attention op: argument checks, the device guard, the current
-// stream and the launches. The kernels and the launch logic are in window_attention_kernels.cuh
-// (shared with the host emulator). HIGHERPOSE_WINDOW_ATTENTION_KERNEL=rows|tiles|mma picks the
-// kernel family (default rows, the one measured on an H100; see the header).
+// CUDA entry points of the window-attention op: argument checks, the kernel family (the rule is in
+// kernel_family.h), the device guard, the current stream and the launches. The kernels are in
+// kernels_*.cuh, their launch logic in window_attention_launch.cuh (shared with the host emulator).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+
+#include <optional>
+
 #include "registration.h"
-
-#include <cstdlib>
-#include <string>
-
-#include "window_attention/window_attention_kernels.cuh"
+#include "window_attention/window_attention_launch.cuh"
 
 namespace higherpose {
 namespace {
@@ -40,19 +38,28 @@ struct CudaLaunch {
   }
 };
 
-// The family HIGHERPOSE_WINDOW_ATTENTION_KERNEL asks for (rows when unset); mma needs tensor-core
-// mma.sync (sm_80+), so on older GPUs it becomes tiles.
-KernelFamily family_from_environment() {
-  const char* name = std::getenv("HIGHERPOSE_WINDOW_ATTENTION_KERNEL");
-  if (name == nullptr || *name == '\0') return KernelFamily::kRows;
-  const KernelFamily family = kernel_family(name, "HIGHERPOSE_WINDOW_ATTENTION_KERNEL");
-  if (family == KernelFamily::kMma) {
-    int device = 0, major = 0;
-    C10_CUDA_CHECK(cudaGetDevice(&device));
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    if (major < 8) return KernelFamily::kTiles;
+int compute_capability_major() {
+  int device = 0, major = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major;
+}
+
+// The family that runs this call: the forced one (benchmarks, tests) or the default table; mma
+// needs tensor-core mma.sync (sm_80+), so below that it becomes tiles. A forced family that cannot
+// take the call's shape runs the next one (family_for) and says so once.
+KernelFamily family_for_call(const WindowGeometry& g, at::ScalarType dtype) {
+  const int major = compute_capability_major();
+  const std::optional<KernelFamily> forced = forced_kernel_family();
+  KernelFamily requested = forced ? *forced : default_kernel_family(g, dtype, major);
+  if (requested == KernelFamily::kMma && major < 8) requested = KernelFamily::kTiles;
+  const KernelFamily runs = family_for(requested, g);
+  if (forced && runs != *forced) {
+    TORCH_WARN_ONCE("window_attention: the forced CUDA kernel family \"", kernel_family_name(*forced),
+                    "\" cannot run windows of ", g.L, " positions with head_dim ", g.d, " on this device; ",
+                    "those calls run \"", kernel_family_name(runs), "\"");
   }
-  return family;
+  return runs;
 }
 
 void check_cuda(const at::Tensor& q, int64_t head_dim) {
@@ -72,7 +79,7 @@ std::tuple<at::Tensor, at::Tensor> window_attention_forward_cuda(
                                                        pad_mode, k_pad, v_pad, rel_bias);
   check_cuda(q, g.d);
   c10::cuda::CUDAGuard guard(q.device());
-  return window_attention_forward_impl(CudaLaunch{}, family_from_environment(), g, scale, q, k, v, k_pad, v_pad,
+  return window_attention_forward_impl(CudaLaunch{}, family_for_call(g, q.scalar_type()), g, scale, q, k, v, k_pad, v_pad,
                                        rel_bias);
 }
 
@@ -88,7 +95,7 @@ window_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& q, 
       grad_out, q, k, v, out, lse, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias);
   check_cuda(q, g.d);
   c10::cuda::CUDAGuard guard(q.device());
-  return window_attention_backward_impl(CudaLaunch{}, family_from_environment(), g, scale, grad_out, q, k, v, out,
+  return window_attention_backward_impl(CudaLaunch{}, family_for_call(g, q.scalar_type()), g, scale, grad_out, q, k, v, out,
                                         lse.contiguous(), k_pad, v_pad, rel_bias);
 }
 

@@ -13,6 +13,7 @@ load_library()
 
 from .peaks import heatmap_peaks  # noqa: E402
 from .group import ae_group, default_joint_order, linear_sum_assignment  # noqa: E402,F401
-from .window_attention import centre_offset, window_attention  # noqa: E402
+from .window_attention import centre_offset, window_attention, window_attention_kernel  # noqa: E402
 
-__all__ = ["heatmap_peaks", "window_attention", "centre_offset", "cuda_compiled", "load_library"]
+__all__ = ["heatmap_peaks", "ae_group", "linear_sum_assignment", "window_attention", "window_attention_kernel",
+           "centre_offset", "cuda_compiled", "load_library"]

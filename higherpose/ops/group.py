@@ -1,8 +1,7 @@
 """Associative-embedding grouping (HigherHRNet's parser) as one compiled op over a batch."""
-import math
-
 import torch
 
+from ._args import as_bool, as_float, as_int, as_int_list
 from ._library import load_library
 from .peaks import heatmap_peaks
 from .reference.group import COCO_JOINT_ORDER, default_joint_order  # noqa: F401
@@ -41,17 +40,18 @@ def ae_group(heatmaps, tags, peaks=None, *, joint_order=None, nms_kernel=5, max_
     :mod:`higherpose.ops.reference.group`. A peak above the detection threshold with a
     non-finite value or tag raises an error; NaN pixels of the maps never win in refine.
     """
-    if heatmaps.dim() != 4:
-        raise RuntimeError(f"ae_group: heatmaps must be [N, J, H, W], got {heatmaps.dim()} dimensions")
+    op = "ae_group"
     if joint_order is None:
-        joint_order = default_joint_order(heatmaps.shape[1])
+        # Upstream's order for J joints; a map of the wrong rank is reported by the op's own check.
+        joint_order = default_joint_order(heatmaps.shape[1]) if heatmaps.dim() == 4 else []
     if peaks is None:
-        peaks = heatmap_peaks(heatmaps, tags, kernel=nms_kernel, k=max_people)
+        peaks = heatmap_peaks(heatmaps, tags, kernel=nms_kernel, k=as_int(max_people, op, "max_people"))
     values, x, y, peak_tags = peaks
     return torch.ops.higherpose.ae_group(
-        heatmaps, tags, values, x, y, peak_tags, [int(j) for j in joint_order], float(detection_threshold),
-        float(tag_threshold), bool(use_detection_val), bool(ignore_too_much), int(max_people), bool(adjust),
-        bool(refine))
+        heatmaps, tags, values, x, y, peak_tags, as_int_list(joint_order, op, "joint_order"),
+        as_float(detection_threshold, op, "detection_threshold"), as_float(tag_threshold, op, "tag_threshold"),
+        as_bool(use_detection_val, op, "use_detection_val"), as_bool(ignore_too_much, op, "ignore_too_much"),
+        as_int(max_people, op, "max_people"), as_bool(adjust, op, "adjust"), as_bool(refine, op, "refine"))
 
 
 def linear_sum_assignment(cost):
@@ -61,40 +61,12 @@ def linear_sum_assignment(cost):
     return torch.ops.higherpose.linear_sum_assignment(cost)
 
 
-def _check_args(heatmaps, tags, values, x, y, peak_tags, joint_order, detection_threshold, tag_threshold,
-                max_people):
-    """The C++ kernels' checks, for the fake kernel (torch.compile reports them while tracing)."""
-    if heatmaps.dim() != 4:
-        raise RuntimeError(f"ae_group: heatmaps must be [N, J, H, W], got {heatmaps.dim()} dimensions")
-    if tags.dim() != 5 or tuple(tags.shape[:4]) != tuple(heatmaps.shape) or tags.shape[4] < 1:
-        raise RuntimeError(f"ae_group: tags {tuple(tags.shape)} do not match heatmaps {tuple(heatmaps.shape)}")
-    if not heatmaps.dtype.is_floating_point or tags.dtype != heatmaps.dtype:
-        raise RuntimeError(f"ae_group: heatmaps ({heatmaps.dtype}) and tags ({tags.dtype}) must share one "
-                           "floating dtype")
-    n, j = heatmaps.shape[:2]
-    t = tags.shape[4]
-    if values.dim() != 3 or tuple(values.shape[:2]) != (n, j):
-        raise RuntimeError(f"ae_group: peak_values must be [N, J, k], got {tuple(values.shape)}")
-    if x.shape != values.shape or y.shape != values.shape or x.dtype != torch.long or y.dtype != torch.long:
-        raise RuntimeError("ae_group: peak_x and peak_y must be int64 and shaped like peak_values")
-    if tuple(peak_tags.shape) != (n, j, values.shape[2], t):
-        raise RuntimeError(f"ae_group: peak_tags must be [N, J, k, T], got {tuple(peak_tags.shape)}")
-    for other in (tags, values, x, y, peak_tags):
-        if other.device != heatmaps.device:
-            raise RuntimeError(f"ae_group: every input must be on {heatmaps.device} like heatmaps")
-    if sorted(joint_order) != list(range(j)):
-        raise RuntimeError(f"ae_group: joint_order must be a permutation of 0..{j - 1}, got {list(joint_order)}")
-    if not (math.isfinite(detection_threshold) and math.isfinite(tag_threshold)):
-        raise RuntimeError("ae_group: detection_threshold and tag_threshold must be finite")
-    if max_people < 1:
-        raise RuntimeError(f"ae_group: max_people must be at least 1, got {max_people}")
-
-
 @torch.library.register_fake("higherpose::ae_group")
 def _ae_group_fake(heatmaps, tags, values, x, y, peak_tags, joint_order, detection_threshold, tag_threshold,
                    use_detection_val, ignore_too_much, max_people, adjust, refine):
-    _check_args(heatmaps, tags, values, x, y, peak_tags, joint_order, detection_threshold, tag_threshold,
-                max_people)
+    # Shapes only: the full argument checks run in C++ (csrc/group/group_match.cpp) when the op runs.
+    torch._check(heatmaps.dim() == 4 and tags.dim() == 5, lambda: "ae_group: heatmaps must be [N, J, H, W] and "
+                 "tags [N, J, H, W, T]")
     n, j = heatmaps.shape[:2]
     t = tags.shape[4]
     p = torch.library.get_ctx().new_dynamic_size()
@@ -106,7 +78,6 @@ def _ae_group_fake(heatmaps, tags, values, x, y, peak_tags, joint_order, detecti
 
 @torch.library.register_fake("higherpose::linear_sum_assignment")
 def _linear_sum_assignment_fake(cost):
-    if cost.dim() != 2:
-        raise RuntimeError(f"linear_sum_assignment: cost must be 2-D, got {cost.dim()} dimensions")
+    torch._check(cost.dim() == 2, lambda: f"linear_sum_assignment: cost must be 2-D, got {cost.dim()} dimensions")
     m = torch.library.get_ctx().new_dynamic_size(max=min(cost.shape))
     return cost.new_empty((m,), dtype=torch.long), cost.new_empty((m,), dtype=torch.long)

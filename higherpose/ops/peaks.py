@@ -1,9 +1,8 @@
 """Heatmap peaks: local-maximum suppression + top-k + tag gather in one op."""
 
-import operator
-
 import torch
 
+from ._args import as_int
 from ._library import load_library
 
 load_library()
@@ -37,12 +36,5 @@ def heatmap_peaks(heatmaps, tags, kernel=5, k=30):
     devices) raise ``RuntimeError`` naming the argument; a non-integer ``kernel``/``k`` raises
     ``TypeError``.
     """
-    return torch.ops.higherpose.heatmap_peaks(heatmaps, tags, _as_int(kernel, "kernel"), _as_int(k, "k"))
-
-
-def _as_int(value, name):
-    """A Python integer, or a TypeError naming the argument (3.5 must not silently become 3)."""
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"heatmap_peaks: {name} must be an integer, got {value!r}") from None
+    op = "heatmap_peaks"
+    return torch.ops.higherpose.heatmap_peaks(heatmaps, tags, as_int(kernel, op, "kernel"), as_int(k, op, "k"))

@@ -6,8 +6,11 @@ and the per-query log-sum-exp, `window_attention_backward` the six gradients. Th
 which let torch.compile trace all three, are C++ Meta kernels (window_attention_meta.cpp) that
 share the kernels' argument checks. This module holds the documented wrapper.
 """
+import contextlib
+
 import torch
 
+from ._args import as_float, as_int, as_int_list
 from ._library import load_library
 from .reference.window_attention import centre_offset, relative_position_index  # noqa: F401
 
@@ -36,25 +39,39 @@ def window_attention(q, k, v, num_heads, window=(7, 7), scale=None, offset=(0, 0
         k_pad, v_pad and rel_bias.
 
     Kernels: CPU (float32/float64/float16/bfloat16, float32 accumulation; float64 in float64) and
-    CUDA (float32/float16/bfloat16 with float32 accumulation, head_dim <= 128). The environment
-    variable ``HIGHERPOSE_WINDOW_ATTENTION_KERNEL`` picks the CUDA kernel family: ``rows``
-    (default), ``tiles`` (windows of up to 64 positions) or ``mma`` (tensor cores; windows of up
-    to 64 positions, head_dim <= 64; float32 as three TF32 products); a call a family cannot take
-    runs on the next one (mma -> tiles -> rows). Inputs may have any
-    strides; no padded or window-partitioned copy is made. The backward recomputes the attention
-    weights from the per-query log-sum-exp saved by the forward. Under autocast, float32 inputs
+    CUDA (float32/float16/bfloat16 with float32 accumulation, head_dim <= 128). CUDA has three
+    kernel families: ``rows`` (the default for every call: the only one measured on a GPU),
+    ``tiles`` (windows of up to 64 positions) and ``mma`` (tensor cores; windows of up to 64
+    positions, head_dim <= 64; float32 as three TF32 products); :func:`window_attention_kernel`
+    forces one for benchmarks and tests. Integer arguments must be integers (a float is refused,
+    not truncated). Inputs may have any strides; no padded or window-partitioned copy is made.
+    The backward recomputes the attention weights from the per-query log-sum-exp saved by the
+    forward. Under autocast, float32 inputs
     (e.g. the k_pad / v_pad / rel_bias parameters) are cast to the autocast dtype.
     """
-    if isinstance(window, int):
-        window = (window, window)
-    if num_heads <= 0 or q.shape[-1] % num_heads:
-        raise ValueError(f"window_attention: num_heads {num_heads} does not divide the channels {q.shape[-1]}")
-    d = q.shape[-1] // num_heads
-    if q.is_cuda and d > 128:
-        # Refused here as well as in the kernel: on an H100 the kernel's own check for this case
-        # crashed the process instead of raising (not yet understood; see BENCHMARKS.md).
-        raise RuntimeError(f"window_attention: the CUDA kernels support head_dim up to 128, got {d}")
-    scale = float(d ** -0.5 if scale is None else scale)
-    return torch.ops.higherpose.window_attention(q, k, v, [int(w) for w in window], int(num_heads), scale,
-                                                 [int(o) for o in offset], str(pad_mode), k_pad, v_pad,
-                                                 rel_bias)
+    op = "window_attention"
+    num_heads = as_int(num_heads, op, "num_heads")
+    window = as_int_list(window, op, "window", length=2)
+    offset = as_int_list(offset, op, "offset", length=2)
+    if scale is None:
+        # d ** -0.5 when num_heads divides the channels; otherwise the op's own check reports it.
+        d = q.shape[-1] // num_heads if num_heads > 0 else 0
+        scale = d ** -0.5 if d > 0 else 1.0
+    if not isinstance(pad_mode, str):
+        raise TypeError(f"{op}: pad_mode must be \"zeros\" or \"mask\", got {pad_mode!r}")
+    return torch.ops.higherpose.window_attention(q, k, v, window, num_heads, as_float(scale, op, "scale"), offset,
+                                                 pad_mode, k_pad, v_pad, rel_bias)
+
+
+@contextlib.contextmanager
+def window_attention_kernel(family):
+    """Force the CUDA kernel family of :func:`window_attention` inside a ``with`` block, for
+    benchmarks and tests: ``"rows"``, ``"tiles"``, ``"mma"`` or ``"auto"`` (the default rule,
+    csrc/window_attention/kernel_family.h). A forced family that cannot take a call's shape runs
+    the next one (mma -> tiles -> rows) with a warning. Outside any block the environment variable
+    ``HIGHERPOSE_WINDOW_ATTENTION_KERNEL`` (read once) gives the forced family, if any."""
+    previous = torch.ops.higherpose.set_window_attention_kernel(family)
+    try:
+        yield
+    finally:
+        torch.ops.higherpose.set_window_attention_kernel(previous)

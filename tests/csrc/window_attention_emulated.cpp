@@ -11,7 +11,7 @@
 #include "window_attention/window_attention.h"
 // After ATen: the emulator header defines macros named like CUDA's keywords.
 #include "emulation/cuda_on_host.h"
-#include "window_attention/window_attention_kernels.cuh"
+#include "window_attention/window_attention_launch.cuh"
 
 namespace higherpose {
 namespace {
@@ -48,7 +48,7 @@ std::tuple<at::Tensor, at::Tensor> forward_emulated(
       check_window_attention_args(q, k, v, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias);
   check_emulated(q, g.d, seed);
   return window_attention_forward_impl(EmulatedLaunch{static_cast<uint64_t>(seed)},
-                                       kernel_family(std::string(kernel), "kernel"), g, scale, q, k, v, k_pad, v_pad,
+                                       parse_kernel_family(std::string(kernel), "kernel"), g, scale, q, k, v, k_pad, v_pad,
                                        rel_bias);
 }
 
@@ -61,7 +61,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       grad_out, q, k, v, out, lse, window, num_heads, scale, offset, pad_mode, k_pad, v_pad, rel_bias);
   check_emulated(q, g.d, seed);
   return window_attention_backward_impl(EmulatedLaunch{static_cast<uint64_t>(seed)},
-                                        kernel_family(std::string(kernel), "kernel"), g, scale, grad_out, q, k, v,
+                                        parse_kernel_family(std::string(kernel), "kernel"), g, scale, grad_out, q, k, v,
                                         out, lse.contiguous(), k_pad, v_pad, rel_bias);
 }
 

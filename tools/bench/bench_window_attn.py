@@ -10,21 +10,20 @@ Shapes: HRFormer-B branches (C 78/156/312/624, heads 2/4/8/16, 64x48/32x24/16x12
 HRFormer-S branch 0 (C 32, 1 head, 64x48). Prints medians of --repeats runs for forward and
 forward+backward, peak memory above the inputs on CUDA, and ratios (baseline time / op time,
 op memory / baseline memory). On CUDA every kernel family named by --kernels ("rows", "tiles",
-"mma"; HIGHERPOSE_WINDOW_ATTENTION_KERNEL) is measured as its own implementation in the same rounds.
+"mma"; forced with higherpose.ops.window_attention_kernel) is measured as its own implementation in the same rounds.
 
     python tools/bench/bench_window_attn.py --device cuda --batch 32 --repeats 20 --json out.json
     python tools/bench/bench_window_attn.py --device cpu --batch 1 --repeats 10
 """
 import argparse
 import json
-import os
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
-from higherpose.ops import centre_offset, window_attention
+from higherpose.ops import centre_offset, window_attention, window_attention_kernel
 from higherpose.ops.reference.window_attention import relative_position_index, window_grid
 from higherpose.ops.reference.window_attention import window_attention as reference_attention
 
@@ -69,12 +68,11 @@ BASELINES = {"reference": reference_attention, "sdpa": sdpa_attention}
 
 
 def op_with_kernel(family):
-    """The op with the CUDA kernel family `family` (None: whatever the environment selects)."""
+    """The op with the CUDA kernel family `family` forced (None: the default rule)."""
 
     def run(*args):
-        if family is not None:
-            os.environ["HIGHERPOSE_WINDOW_ATTENTION_KERNEL"] = family
-        return window_attention(*args)
+        with window_attention_kernel(family or "auto"):
+            return window_attention(*args)
 
     return run
 

@@ -1,6 +1,8 @@
-// The window-attention CUDA kernels and their host-side launch logic, shared by the CUDA build
-// (window_attention_cuda.cu) and the host emulator (window_attention_emulated.cpp, which runs the
-// same kernels on the CPU through csrc/emulation so CI without a GPU tests their logic).
+// The host-side launch logic of the window-attention CUDA kernels (kernels_*.cuh): the launch
+// parameters, shared-memory sizes, thread counts and the per-family launches, shared by the CUDA
+// build (window_attention_cuda.cu) and the test-only host emulator
+// (tests/csrc/window_attention_emulated.cpp, which runs the same kernels on the CPU so CI without a
+// GPU tests their logic). Which family a call gets is decided in kernel_family.h.
 //
 // Three kernel families, one thread block per (image, window, head) tile in each:
 //
@@ -43,6 +45,7 @@
 #include "window_attention/kernels_mma.cuh"
 #include "window_attention/kernels_rows.cuh"
 #include "window_attention/kernels_tiles.cuh"
+#include "window_attention/kernel_family.h"
 #include "window_attention/window_attention.h"
 
 namespace higherpose {
@@ -126,19 +129,9 @@ void dispatch_head_dim(int64_t d, F f) {
                      AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)  \
                      AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
 
-// Which kernel family runs (see the top of this file).
-enum class KernelFamily { kRows, kTiles, kMma };
-
-inline KernelFamily kernel_family(const std::string& name, const char* where) {
-  if (name == "rows") return KernelFamily::kRows;
-  if (name == "tiles") return KernelFamily::kTiles;
-  if (name == "mma") return KernelFamily::kMma;
-  TORCH_CHECK(false, "window_attention: ", where, " must be \"rows\", \"tiles\" or \"mma\", got \"", name, "\"");
-  return KernelFamily::kRows;
-}
-
-// The family that runs a call: mma takes windows of up to 64 positions and head_dim up to 64,
-// tiles windows of up to 64 positions; anything else falls back (mma -> tiles -> rows).
+// The family that can run a call asked of `requested`: mma takes windows of up to 64 positions and
+// head_dim up to 64, tiles windows of up to 64 positions; anything else falls back
+// (mma -> tiles -> rows).
 inline KernelFamily family_for(KernelFamily requested, const WindowGeometry& g) {
   if (requested == KernelFamily::kMma && g.L <= kMmaMaxL && g.d <= kMmaMaxD) return KernelFamily::kMma;
   if (requested != KernelFamily::kRows && g.L <= kTilesMaxL) return KernelFamily::kTiles;
