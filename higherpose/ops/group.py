@@ -4,7 +4,7 @@ import torch
 from ._args import as_bool, as_float, as_int, as_int_list
 from ._library import load_library
 from .peaks import heatmap_peaks
-from .reference.group import COCO_JOINT_ORDER, default_joint_order  # noqa: F401
+from .joint_order import COCO_JOINT_ORDER, default_joint_order  # noqa: F401
 
 load_library()
 
