@@ -97,3 +97,29 @@ def torchrun_env():
         raise ValueError("MASTER_PORT=0: the processes cannot find each other; give torchrun "
                          "--standalone or --master-port N")
     return rank, world, local
+
+
+SHARED_STORE_VAR = "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"
+
+
+def shared_store_restart_warning():
+    """A warning for torchrun workers that may be restarted while sharing torchrun's store.
+
+    With the c10d rendezvous torchrun hands its own TCPStore to the workers
+    (TORCHELASTIC_USE_AGENT_STORE=True) and keeps that store across restarts with no per-attempt
+    key prefix (seen with torch 2.13; pytorch/pytorch#135712): a restarted worker can read the
+    address a dead worker left there, and joining the process group then fails ("Connection
+    refused"), using up a restart. With TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 given to torchrun on
+    every node, each attempt gets a fresh store. None when there is nothing to warn about.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    try:
+        restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+    except ValueError:
+        return None
+    if restarts < 1:
+        return None
+    return (f"warning: torchrun --max-restarts {restarts} with its shared rendezvous store: a restarted "
+            f"worker may read a dead worker's address and fail to connect; start torchrun with "
+            f"{SHARED_STORE_VAR}=1 on every node (pytorch/pytorch#135712)")

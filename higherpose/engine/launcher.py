@@ -6,7 +6,11 @@ Ways to run (all reach `trainer.train` once per process):
 - one process per GPU on this node, spawned (`dist_train.py` when several GPUs are visible and
   MULTIPROCESSING_DISTRIBUTED is true, as upstream);
 - N CPU processes with gloo, spawned (`--cpu-procs N`);
-- launched by torchrun (RANK / WORLD_SIZE / LOCAL_RANK in the environment, env://);
+- launched by torchrun (RANK / WORLD_SIZE / LOCAL_RANK in the environment, env://), on one node or
+  several (`--nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT`: the rendezvous gives the
+  ranks). Workers that torchrun restarts (`--max-restarts`) resume from the last checkpoint
+  (AUTO_RESUME); give torchrun TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 then (see
+  distributed.shared_store_restart_warning). OUTPUT_DIR must be shared by all nodes;
 - several nodes as upstream: `--world-size NODES --rank NODE --dist-url tcp://HOST:PORT`, each
   node spawning one process per GPU (global rank = node rank x GPUs per node + local rank).
 NCCL on GPUs, gloo on CPUs. The per-process batch is TRAIN.IMAGES_PER_GPU (bottom-up) or
@@ -22,7 +26,7 @@ import torch
 import torch.multiprocessing as mp
 
 from .distributed import (DistContext, destroy_process_group, free_port, init_process_group,
-                          torchrun_env)
+                          shared_store_restart_warning, torchrun_env)
 
 DEFAULT_DIST_URL = "tcp://127.0.0.1:23456"
 
@@ -123,6 +127,9 @@ def run(plan, stop_after_iters=None):
     env = torchrun_env()
     if env is not None:
         rank, world, local = env
+        warning = shared_store_restart_warning()
+        if warning and rank == 0:
+            print(warning, file=sys.stderr, flush=True)
         device = _device(plan.device_type, local if plan.gpu is None else plan.gpu)
         return _worker_body(plan, DistContext(rank, world, local, device), "env://", stop_after_iters)
     world = plan.procs_per_node * plan.nodes

@@ -211,6 +211,7 @@ def train(cfg, ctx: DistContext, cfg_file, components: Optional[Components] = No
             state = _resume(resume_from, model, optimizer, scheduler, scaler, ctx, iters_per_epoch, logger)
         elif state.begin_epoch:
             _set_schedule_position(scheduler, state.begin_epoch * iters_per_epoch)
+        _check_same_start(state, resume_from)
         end_epoch = int(cfg.TRAIN.END_EPOCH)
         if end_epoch <= 0:
             raise ValueError(f"TRAIN.END_EPOCH must be positive, got {end_epoch}")
@@ -282,6 +283,18 @@ def _resume_path(cfg, final_dir):
             raise FileNotFoundError(f"TRAIN.RESUME is set but the checkpoint does not exist: {path}")
         return path
     return None
+
+
+def _check_same_start(state, resume_from):
+    """Every rank must start at the same point. Only rank 0 writes checkpoints, so a node that
+    cannot see them (OUTPUT_DIR not shared by all nodes) would otherwise restart from scratch
+    beside resumed ranks: silently different replicas, then mismatched collectives."""
+    starts = all_gather_objects((state.begin_epoch, state.start_iter, state.global_iter, resume_from))
+    if len({s[:3] for s in starts}) > 1:
+        where = "; ".join(f"rank {r}: epoch {e} iteration {i} from {p or 'no checkpoint'}"
+                          for r, (e, i, _, p) in enumerate(starts))
+        raise RuntimeError(f"the ranks would start from different points ({where}); OUTPUT_DIR must be "
+                           "a folder every node sees (checkpoints are written by rank 0 only)")
 
 
 def _set_schedule_position(scheduler, iteration):
@@ -410,8 +423,13 @@ class _Loop:
     def save_checkpoint(self, epoch, iteration):
         """checkpoint.pth.tar for resuming at (epoch, iteration); collective (gathers RNG)."""
         rng = all_gather_objects(ckpt.get_rng_state(self.ctx.device))
-        if not self.ctx.is_main:
-            return
+        if self.ctx.is_main:
+            self._write_checkpoint(epoch, iteration, rng)
+        # No rank trains on before the file is complete: whatever fails from here on (torchrun
+        # then stops every worker) resumes from this checkpoint, not the one before.
+        barrier()
+
+    def _write_checkpoint(self, epoch, iteration, rng):
         model_state = self.model.state_dict()
         state = {
             "epoch": epoch,
