@@ -15,12 +15,15 @@ FULL_FILE_ENV = "HIGHERPOSE_CROWDPOSE_VAL"
 
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU; none is available on this machine")
+    # `slow` tests (larger fuzzing budgets) run only when asked for: pytest -m slow.
+    slow_selected = "slow" in (config.getoption("-m") or "")
+    skip_slow = pytest.mark.skip(reason="long-running: run with -m slow")
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU; none is available on this machine")
     for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+        if "slow" in item.keywords and not slow_selected:
+            item.add_marker(skip_slow)
+        if "cuda" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_cuda)
 
 
 @pytest.fixture(scope="session")

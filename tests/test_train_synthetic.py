@@ -80,7 +80,6 @@ def test_real_model_mid_epoch_resume_matches(tmp_path, data_root):
         torch.testing.assert_close(resumed[k], reference[k], rtol=0, atol=1e-6, msg=f"weights differ at {k}")
 
 
-@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tmp_path, data_root):
     """env:// launch by torchrun (gloo on CPU) of tools/dist_train.py."""
     opts = tiny_opts(tmp_path, data_root) + ["TRAIN.MAX_ITERS_PER_EPOCH", "2"]

@@ -5,7 +5,9 @@ the standalone CMake library `libhigherpose_ops.so`), so it is located with impo
 by torch. When the operators are already registered, because the process loaded the CMake library
 first (a C++ program embedding Python, or `torch.ops.load_library(...)` before this import), that
 copy is used and `_C` is not loaded; the libraries' own registration follows the same rule
-(csrc/registration.h), so either order works.
+(csrc/registration.h), so either order works. The environment variable HIGHERPOSE_OPS_LIBRARY
+names another build of the library to load instead of `_C` (the CMake library, or the sanitizer
+build of tools/check_sanitizers.sh).
 """
 import importlib.machinery
 import os
@@ -35,11 +37,13 @@ def load_library():
     if _LOADED:
         return
     if not operators_registered():
-        path = library_path()
+        path = os.environ.get("HIGHERPOSE_OPS_LIBRARY") or library_path()
         if path is None:
             raise ImportError(
                 "higherpose's compiled operators are not built. Install with "
                 "`pip install --no-build-isolation -e .` (or run `python setup.py build_ext --inplace`).")
+        if not os.path.isfile(path):
+            raise ImportError(f"HIGHERPOSE_OPS_LIBRARY names a missing file: {path}")
         torch.ops.load_library(path)
     _LOADED = True
 
