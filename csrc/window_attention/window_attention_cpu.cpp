@@ -119,9 +119,9 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // s[0:n] = exp(s[0:n] - shift); returns the sum. exp in plain arithmetic that vectorises:
 // exp(x) = 2^m * poly(r), x = m ln2 + r, |r| <= ln2 / 2, relative error ~2e-7 (float round-off
-// level); x is clamped to [-87, 88] (exp(-87) ~ 1e-38 stands for 0), and a NaN x (a NaN input, or
-// inf - inf from an infinite logit) stays NaN, as in std::exp, so that it reaches the output as it
-// does in the reference. Written inline in the loop (a helper would not be inlined into the
+// level); x is clamped to [-87, 88] (exp(-87) ~ 1e-38 stands for anything smaller), except that
+// exp(-inf) is exactly 0 and a NaN x (a NaN input, or inf - inf from an infinite logit) stays NaN,
+// as in std::exp, so that special values reach the output as they do in the reference. Written inline in the loop (a helper would not be inlined into the
 // attributed function).
 HP_HOT float exp_shifted(int64_t n, float shift, float* __restrict s) {
   for (int64_t j = 0; j < n; ++j) {
@@ -141,7 +141,10 @@ HP_HOT float exp_shifted(int64_t n, float shift, float* __restrict s) {
     const int32_t bits = (static_cast<int32_t>(m) + 127) << 23;
     float two_m;
     std::memcpy(&two_m, &bits, sizeof(float));
-    s[j] = x0 == x0 ? p * two_m : x0;  // a blend, so the loop still vectorises
+    // Blends, so the loop still vectorises: a -inf logit weighs exactly 0 (0 * inf = NaN, as in
+    // the reference, rather than a tiny weight times inf), NaN stays NaN.
+    const float e = x0 == -std::numeric_limits<float>::infinity() ? 0.0f : p * two_m;
+    s[j] = x0 == x0 ? e : x0;
   }
   float sum = 0;  // a separate loop, so that the exp loop has no ordered reduction
   for (int64_t j = 0; j < n; ++j) sum += s[j];

@@ -44,14 +44,19 @@ def ae_group(heatmaps, tags, peaks=None, *, joint_order=None, nms_kernel=5, max_
     if joint_order is None:
         # Upstream's order for J joints; a map of the wrong rank is reported by the op's own check.
         joint_order = default_joint_order(heatmaps.shape[1]) if heatmaps.dim() == 4 else []
+    max_people = as_int(max_people, op, "max_people")
     if peaks is None:
-        peaks = heatmap_peaks(heatmaps, tags, kernel=nms_kernel, k=as_int(max_people, op, "max_people"))
+        # k = max_people; a max_people below 1 is reported by the op's own check, not as a bad k.
+        try:
+            peaks = heatmap_peaks(heatmaps, tags, kernel=nms_kernel, k=max(max_people, 1))
+        except (RuntimeError, TypeError) as err:  # say which op the caller called
+            raise type(err)(f"{op} (finding the peaks of the maps): {err}") from None
     values, x, y, peak_tags = peaks
     return torch.ops.higherpose.ae_group(
         heatmaps, tags, values, x, y, peak_tags, as_int_list(joint_order, op, "joint_order"),
         as_float(detection_threshold, op, "detection_threshold"), as_float(tag_threshold, op, "tag_threshold"),
         as_bool(use_detection_val, op, "use_detection_val"), as_bool(ignore_too_much, op, "ignore_too_much"),
-        as_int(max_people, op, "max_people"), as_bool(adjust, op, "adjust"), as_bool(refine, op, "refine"))
+        max_people, as_bool(adjust, op, "adjust"), as_bool(refine, op, "refine"))
 
 
 def linear_sum_assignment(cost):
