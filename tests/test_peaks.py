@@ -229,7 +229,7 @@ def _good():
     return torch.rand(1, 2, 8, 8), torch.rand(1, 2, 8, 8, 2)
 
 
-@pytest.mark.parametrize("case, pattern", [
+BAD_INPUTS = [
     (lambda h, t: (h[0], t, 3, 4), "heatmaps must be"),
     (lambda h, t: (h, t[..., 0], 3, 4), "tags must be"),
     (lambda h, t: (h, t[:, :1], 3, 4), "tags .* do not match heatmaps"),
@@ -242,10 +242,21 @@ def _good():
     (lambda h, t: (h.to(torch.int32), t.to(torch.int32), 3, 4), "heatmaps must be a floating dtype"),
     (lambda h, t: (h, t.double(), 3, 4), "tags dtype .* differs from heatmaps"),
     (lambda h, t: (h, t.to("meta"), 3, 4), "tags are on meta but heatmaps are on cpu"),
-])
+]
+
+
+@pytest.mark.parametrize("case, pattern", BAD_INPUTS)
 def test_bad_inputs(case, pattern):
     with pytest.raises(RuntimeError, match=pattern):
         hops.heatmap_peaks(*case(*_good()))
+
+
+@pytest.mark.parametrize("case, pattern", BAD_INPUTS[:-1])  # (the last one mixes devices on purpose)
+def test_bad_inputs_fail_the_same_way_in_the_meta_kernel(case, pattern):
+    # The checks are written once and run on every path: meta tensors reach the C++ Meta kernel.
+    h, t = _good()
+    with pytest.raises(RuntimeError, match=pattern):
+        hops.heatmap_peaks(*case(h.to("meta"), t.to("meta")))
 
 
 def test_bad_inputs_reach_the_kernel_checks_directly():

@@ -265,6 +265,18 @@ def test_bad_inputs_raise_clear_errors(change, message):
         window_attention(**args)
 
 
+@pytest.mark.parametrize("change,message", BAD, ids=[m + str(i) for i, (_, m) in enumerate(BAD)])
+def test_bad_inputs_fail_the_same_way_in_the_meta_kernel(change, message):
+    # The checks are written once and run on every path: meta tensors reach the C++ Meta kernel.
+    args = dict(q=torch.zeros(1, 9, 8, 8), k=torch.zeros(1, 9, 8, 8), v=torch.zeros(1, 9, 8, 8), num_heads=2,
+                window=(7, 7), scale=None, offset=(0, 0), pad_mode="zeros", k_pad=torch.zeros(8),
+                v_pad=torch.zeros(8), rel_bias=None)
+    args.update(change)
+    args = {name: value.to("meta") if isinstance(value, torch.Tensor) else value for name, value in args.items()}
+    with pytest.raises((RuntimeError, ValueError), match=message):
+        window_attention(**args)
+
+
 def test_zero_channels_are_refused():
     q = torch.zeros(1, 4, 4, 0)
     with pytest.raises(RuntimeError, match="q has no channels"):
