@@ -117,16 +117,42 @@ void matmul_acc(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, c
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// Whether the first n columns of the rows x n tile s (row stride ld) hold a NaN or an infinity
+// (exponent bits all ones). A tile that does takes the exact exp below, so that special values
+// reach the output as they do in the reference, while the vectorised exp stays free of
+// per-element special cases. Checked once per tile, as an integer OR over the bits (vectorises).
+HP_HOT bool has_nan_or_inf(int64_t rows, int64_t n, int64_t ld, const float* __restrict s) {
+  uint32_t any = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      uint32_t bits;
+      std::memcpy(&bits, s + i * ld + j, sizeof(bits));
+      any |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+  }
+  return any != 0;
+}
+// float64 always takes std::exp.
+bool has_nan_or_inf(int64_t /*rows*/, int64_t /*n*/, int64_t /*ld*/, const double* /*s*/) { return false; }
+
 // s[0:n] = exp(s[0:n] - shift); returns the sum. exp in plain arithmetic that vectorises:
 // exp(x) = 2^m * poly(r), x = m ln2 + r, |r| <= ln2 / 2, relative error ~2e-7 (float round-off
-// level); x is clamped to [-87, 88] (exp(-87) ~ 1e-38 stands for anything smaller), except that
-// exp(-inf) is exactly 0 and a NaN x (a NaN input, or inf - inf from an infinite logit) stays NaN,
-// as in std::exp, so that special values reach the output as they do in the reference. Written inline in the loop (a helper would not be inlined into the
-// attributed function).
-HP_HOT float exp_shifted(int64_t n, float shift, float* __restrict s) {
+// level); x is clamped to [-87, 88] (exp(-87) ~ 1e-38 stands for anything smaller). `exact`
+// (a row with NaN or infinities, or a non-finite shift) uses std::exp instead: exp(-inf) = 0
+// exactly (0 * inf = NaN as in the reference, not a tiny weight times inf), NaN stays NaN.
+// Written inline in the loop (a helper would not be inlined into the attributed function).
+HP_HOT float exp_shifted(int64_t n, float shift, float* __restrict s, bool exact) {
+  if (exact || !std::isfinite(shift)) {
+    float sum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      s[j] = std::exp(s[j] - shift);
+      sum += s[j];
+    }
+    return sum;
+  }
   for (int64_t j = 0; j < n; ++j) {
-    const float x0 = s[j] - shift;
-    float x = x0 > -87.0f ? x0 : -87.0f;
+    float x = s[j] - shift;
+    x = x > -87.0f ? x : -87.0f;
     x = x < 88.0f ? x : 88.0f;
     // Round to nearest by adding and removing 1.5 * 2^23 (vectorises, unlike nearbyint).
     const float m = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -141,16 +167,13 @@ HP_HOT float exp_shifted(int64_t n, float shift, float* __restrict s) {
     const int32_t bits = (static_cast<int32_t>(m) + 127) << 23;
     float two_m;
     std::memcpy(&two_m, &bits, sizeof(float));
-    // Blends, so the loop still vectorises: a -inf logit weighs exactly 0 (0 * inf = NaN, as in
-    // the reference, rather than a tiny weight times inf), NaN stays NaN.
-    const float e = x0 == -std::numeric_limits<float>::infinity() ? 0.0f : p * two_m;
-    s[j] = x0 == x0 ? e : x0;
+    s[j] = p * two_m;
   }
   float sum = 0;  // a separate loop, so that the exp loop has no ordered reduction
   for (int64_t j = 0; j < n; ++j) sum += s[j];
   return sum;
 }
-double exp_shifted(int64_t n, double shift, double* s) {
+double exp_shifted(int64_t n, double shift, double* s, bool /*exact: always*/) {
   double sum = 0;
   for (int64_t j = 0; j < n; ++j) {
     s[j] = std::exp(s[j] - shift);
@@ -360,10 +383,11 @@ void forward_kernel(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
       const int64_t dp = t.dp, kp = t.kp;
       t.o.resize(Lq * dp);
       t.delta.resize(Lq);  // here: 1 / softmax sums
+      const bool special = has_nan_or_inf(Lq, Lk, kp, t.s.data());
       for (int64_t i = 0; i < Lq; ++i) {
         acc_t* s = t.s.data() + i * kp;
         const acc_t m = *std::max_element(s, s + Lk);
-        const acc_t sum = exp_shifted(Lk, m, s);
+        const acc_t sum = exp_shifted(Lk, m, s, special);
         t.delta[i] = acc_t(1) / sum;
         lse_p[((b * g.heads + h) * g.H + queries.y[i]) * g.W + queries.x[i]] = m + std::log(sum);
       }
@@ -441,9 +465,10 @@ void backward_kernel(const at::Tensor& grad_out, const at::Tensor& q, const at::
       }
       // P = exp(logits - lse), recomputed.
       logits_tile(in, g, queries, keys, h, t);
+      const bool special = has_nan_or_inf(Lq, Lk, kp, t.s.data());
       for (int64_t i = 0; i < Lq; ++i) {
         const acc_t l = lse_p[b * lse_s[0] + h * lse_s[1] + queries.y[i] * lse_s[2] + queries.x[i] * lse_s[3]];
-        exp_shifted(Lk, l, t.s.data() + i * kp);
+        exp_shifted(Lk, l, t.s.data() + i * kp, special);
       }
       // dP = dO @ V^T, then dS = P * (dP - D) (scaled by `scale` for dQ and dK below).
       t.ds.resize(Lq * kp);
