@@ -11,6 +11,7 @@ with a traceback instead of stalling CI.
 """
 import faulthandler
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -32,7 +33,8 @@ ERRORS = (RuntimeError, ValueError, TypeError)
 
 def guarded(fn, *args, **kwargs):
     """fn(*args, **kwargs) under the watchdog."""
-    faulthandler.dump_traceback_later(CALL_TIMEOUT_S, exit=True)
+    # to the process's own stderr: pytest may have replaced sys.stderr with an object without a file
+    faulthandler.dump_traceback_later(CALL_TIMEOUT_S, exit=True, file=sys.__stderr__)
     try:
         return fn(*args, **kwargs)
     finally:
