@@ -45,3 +45,25 @@ def crowdpose_val_full():
     if not os.path.isfile(path):
         pytest.fail(f"{FULL_FILE_ENV}={path}: no such file")
     return path
+
+
+@pytest.fixture(scope="session")
+def install_prefix(tmp_path_factory):
+    """The CMake library installed as another project finds it: HIGHERPOSE_CMAKE_PREFIX (CI builds
+    it beforehand), else built and installed once per test run (about a minute of 2-core CPU)."""
+    from cmake_builds import build_and_install_library
+
+    prebuilt = os.environ.get("HIGHERPOSE_CMAKE_PREFIX")
+    if prebuilt:
+        assert os.path.isdir(prebuilt), f"HIGHERPOSE_CMAKE_PREFIX points to a missing folder: {prebuilt}"
+        return prebuilt
+    return build_and_install_library(tmp_path_factory.mktemp("build_cmake"), tmp_path_factory.mktemp("install"))
+
+
+@pytest.fixture(scope="session")
+def cpp_examples(install_prefix, tmp_path_factory):
+    """examples/cpp built against the installed library; the folder holding the executables."""
+    from cmake_builds import build_examples
+
+    return build_examples(install_prefix, tmp_path_factory.mktemp("build_examples"))
+

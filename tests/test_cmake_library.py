@@ -4,13 +4,11 @@ package (C++ Meta kernels; the grouping ops' Python fakes found through the modu
 names); it coexists with the Python package in one process, loaded in either order; and
 examples/cpp (find_package(higherpose), linked with -Wl,--as-needed) builds and passes its checks.
 
-CI builds and installs the library once beforehand and points HIGHERPOSE_CMAKE_PREFIX at the
-install prefix; without it the fixture configures, builds and installs it into a temporary folder
-(about a minute of 2-core CPU time).
+The library and the examples are built once per test run by the fixtures in tests/conftest.py
+(CI builds and installs the library beforehand and points HIGHERPOSE_CMAKE_PREFIX at the install).
 """
 import glob
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,36 +19,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(cmd, **kwargs):
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, **kwargs)
-    assert done.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done
-
-
-def _cmake():
-    cmake = shutil.which("cmake")
-    if cmake is None:
-        pytest.fail("cmake is not installed: the standalone library cannot be built")
-    return cmake
-
-
-def _generator():
-    return ["-G", "Ninja"] if shutil.which("ninja") else []
-
-
-@pytest.fixture(scope="module")
-def install_prefix(tmp_path_factory):
-    prebuilt = os.environ.get("HIGHERPOSE_CMAKE_PREFIX")
-    if prebuilt:
-        assert os.path.isdir(prebuilt), f"HIGHERPOSE_CMAKE_PREFIX points to a missing folder: {prebuilt}"
-        return prebuilt
-    cmake = _cmake()
-    build, prefix = tmp_path_factory.mktemp("build_cmake"), tmp_path_factory.mktemp("install")
-    _run([cmake, "-S", ROOT, "-B", build, f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
-          "-DCMAKE_BUILD_TYPE=Release"] + _generator())
-    _run([cmake, "--build", build, "-j", "2"])
-    _run([cmake, "--install", build, "--prefix", prefix])
-    return str(prefix)
+from cmake_builds import cmake, run_checked  # noqa: E402  (tests/cmake_builds.py)
 
 
 @pytest.fixture(scope="module")
@@ -194,15 +163,8 @@ def test_library_and_package_in_one_process(cmake_library, order):
     assert done.returncode == 0 and "TOGETHER-OK" in done.stdout, done.stdout + done.stderr
 
 
-def test_cpp_example_builds_with_find_package_and_runs(install_prefix, tmp_path):
-    cmake = _cmake()
-    build = tmp_path / "build_example"
-    # --as-needed as on Ubuntu's toolchain: ops_by_name only works if higherpose::ops keeps the library.
-    _run([cmake, "-S", os.path.join(ROOT, "examples", "cpp"), "-B", build,
-          f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path};{install_prefix}", "-DCMAKE_BUILD_TYPE=Release",
-          "-DCMAKE_EXE_LINKER_FLAGS=-Wl,--as-needed"] + _generator())
-    _run([cmake, "--build", build, "-j", "2"])
-    demo = _run([str(build / "ops_demo")])
+def test_cpp_example_builds_with_find_package_and_runs(cpp_examples):
+    demo = run_checked([os.path.join(cpp_examples, "ops_demo")])
     assert "all checks passed" in demo.stdout and "FAIL" not in demo.stdout, demo.stdout
-    by_name = _run([str(build / "ops_by_name")])
+    by_name = run_checked([os.path.join(cpp_examples, "ops_by_name")])
     assert by_name.stdout.startswith("ok"), by_name.stdout
