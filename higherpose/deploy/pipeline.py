@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..inference.bottom_up import IMAGENET_MEAN, IMAGENET_STD, BottomUpInference
+from ..inference.bottom_up import IMAGENET_MEAN, IMAGENET_STD, BottomUpInference, stack_tags
 from ..inference.transforms import affine_matrix, multi_scale_size
 from ..ops import ae_group
 from ..ops.grouping_settings import CENTER_FIRST
@@ -63,14 +63,7 @@ class BottomUpPipeline(nn.Module):
             size = (self.map_size[1], self.map_size[0])
             heatmaps = F.interpolate(heatmaps, size=size, mode="bilinear", align_corners=False)
         size = heatmaps.shape[-2:]
-        tags = []
-        for t in tag_maps:
-            if tuple(t.shape[-2:]) != tuple(size):
-                t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
-            if t.shape[1] == 1:
-                t = t.expand(-1, s.num_joints, -1, -1)
-            tags.append(t.unsqueeze(4))
-        tags = torch.cat(tags, dim=4).contiguous()
+        tags = stack_tags(tag_maps, size, s.num_joints)
         grouping = s.grouping
         poses, scores, counts = ae_group(*grouping.parsed_maps(heatmaps.contiguous(), tags), **grouping.op_kwargs())
         if grouping.center == CENTER_FIRST:

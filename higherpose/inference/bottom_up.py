@@ -102,6 +102,18 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def stack_tags(tag_maps, size, num_joints):
+    """Tag maps (each [B, J or 1, h, w]) at `size`, one per joint, stacked: [B, J, H, W, T]."""
+    tags = []
+    for t in tag_maps:
+        if tuple(t.shape[-2:]) != tuple(size):
+            t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+        if t.shape[1] == 1:
+            t = t.expand(-1, num_joints, -1, -1)
+        tags.append(t.unsqueeze(4))
+    return torch.cat(tags, dim=4).contiguous()
+
+
 _warned_fallback = []
 
 
@@ -270,15 +282,7 @@ class BottomUpInference:
                 final_tags = tags
             n_scales += 1
             last = geo
-        size = final_heat.shape[-2:]
-        tags = []
-        for t in final_tags:
-            if tuple(t.shape[-2:]) != tuple(size):
-                t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
-            if t.shape[1] == 1:
-                t = t.expand(-1, s.num_joints, -1, -1)
-            tags.append(t.unsqueeze(4))
-        tags = torch.cat(tags, dim=4).contiguous()
+        tags = stack_tags(final_tags, final_heat.shape[-2:], s.num_joints)
         centers = np.stack([g[0] for g in last])
         scales = np.stack([g[1] for g in last])
         return (final_heat / n_scales).contiguous(), tags, centers, scales
