@@ -104,6 +104,10 @@ _C.DATASET.SYNTHETIC = CN(new_allowed=True)
 
 # ------------------------------------------------------------------ training
 _C.TRAIN = CN()
+# torch.compile the training network (CPU and GPU; the ops have fake kernels), and its mode
+# ("" = default, "reduce-overhead", "max-autotune").
+_C.TRAIN.COMPILE = False
+_C.TRAIN.COMPILE_MODE = ""
 _C.TRAIN.LR_FACTOR = 0.1
 _C.TRAIN.LR_STEP = [90, 110]
 _C.TRAIN.LR = 0.001

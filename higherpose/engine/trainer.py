@@ -183,6 +183,13 @@ def train(cfg, ctx: DistContext, cfg_file, components: Optional[Components] = No
         net = model
         if ctx.distributed:
             net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        if cfg.TRAIN.COMPILE:
+            # The training forward (and, through AOTAutograd, its backward) compiled; checkpoints keep
+            # saving `model`, whose parameter names torch.compile does not change.
+            net = torch.compile(net, mode=cfg.TRAIN.COMPILE_MODE or None)
+            if ctx.is_main:
+                logger.info(f"=> torch.compile (mode {cfg.TRAIN.COMPILE_MODE or 'default'}): the first iterations "
+                            "include compilation")
         criterion = comps.build_loss(cfg).to(device)
         compute_loss = LossComputer(criterion, top_down)
 

@@ -5,10 +5,16 @@
 strict=True. The attention itself is the fused `higherpose.ops.window_attention` op.
 """
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from higherpose.ops import window_attention
+from higherpose.ops.reference.window_attention import window_attention as reference_window_attention
 from higherpose.ops.window_attention import centre_offset, relative_position_index
+
+# What computes the attention: the fused op, or the pure-PyTorch reference (upstream's formulation,
+# the baseline of tools/bench/bench_models.py). See `use_attention`.
+ATTENTION = {"op": window_attention, "reference": reference_window_attention}
 
 
 class WindowMultiheadAttention(nn.Module):
@@ -24,8 +30,9 @@ class WindowMultiheadAttention(nn.Module):
             projection biases) or "mask" (padded positions excluded).
 
     forward(x [B, H, W, C], offset=None) -> [B, H, W, C]; offset defaults to HRFormer's centre
-    padding grid.
+    padding grid. `attention` ("op" or "reference") picks the implementation (`use_attention`).
     """
+    attention = "op"
 
     def __init__(self, embed_dim, num_heads, window_size=7, with_rpe=False, pad_mode="zeros"):
         super().__init__()
@@ -52,10 +59,29 @@ class WindowMultiheadAttention(nn.Module):
         _, h, w, _ = x.shape
         if offset is None:
             offset = centre_offset(h, w, self.window)
-        out = window_attention(
-            self.q_proj(x), self.k_proj(x), self.v_proj(x), self.num_heads, self.window, self.scale, offset,
-            self.pad_mode,
+        q, k, v = self.project_qkv(x)
+        out = ATTENTION[self.attention](
+            q, k, v, self.num_heads, self.window, self.scale, offset, self.pad_mode,
             k_pad=self.k_proj.bias if self.pad_mode == "zeros" else None,
             v_pad=self.v_proj.bias if self.pad_mode == "zeros" else None,
             rel_bias=self.relative_position_bias_table if self.with_rpe else None)
         return self.out_proj(out)
+
+    def project_qkv(self, x):
+        """q, k, v as one matmul with the three projections stacked (upstream's parameter names are
+        kept): views of one [B, H, W, 3C] tensor, which the op reads with their strides."""
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        return F.linear(x, weight, bias).split(self.embed_dim, dim=-1)
+
+
+def use_attention(model, implementation):
+    """Make every window attention of `model` use `implementation`: "op" (the fused
+    higherpose.ops.window_attention, default) or "reference" (pure PyTorch, upstream's formulation:
+    pad, partition, matmul / softmax, merge, crop). Returns the model."""
+    if implementation not in ATTENTION:
+        raise ValueError(f"attention implementation must be one of {sorted(ATTENTION)}, got {implementation!r}")
+    for module in model.modules():
+        if isinstance(module, WindowMultiheadAttention):
+            module.attention = implementation
+    return model
