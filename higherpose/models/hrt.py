@@ -57,7 +57,7 @@ class MlpDWBN(nn.Module):
 
 
 class GeneralTransformerBlock(nn.Module):
-    """x + DropPath(Attn(LN(x))), then x + DropPath(MlpDWBN(LN(x))); NCHW in and out."""
+    """x + DropPath(Attn(LN(x))), then x + DropPath(MlpDWBN(LN(x))); NCHW in and out (same memory format)."""
     expansion = 1
 
     def __init__(self, inplanes, planes, num_heads=1, window_size=7, mlp_ratio=4.0, drop_path=0.0,
@@ -72,10 +72,14 @@ class GeneralTransformerBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x, offset=None):
+        # The block works on [B, H, W, C] and gives its output back in the input's memory format: a
+        # channels-last network (model.to(memory_format=torch.channels_last)) pays no layout copy here.
+        channels_last = x.is_contiguous(memory_format=torch.channels_last)
         x = x.permute(0, 2, 3, 1)
         x = x + self.drop_path(self.attn(self.norm1(x), offset))
         x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x.permute(0, 3, 1, 2).contiguous()
+        return x.permute(0, 3, 1, 2).contiguous(
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 class HighResolutionTransformerModule(nn.Module):
