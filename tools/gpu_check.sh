@@ -4,8 +4,11 @@
 # runs `pytest -m cuda`, then the op benchmarks, and writes a log and the figures to $OUT (or
 # ./gpu_check_out). Packages missing there (yacs, json_tricks, pycocotools, faster-coco-eval)
 # travel as py3.12 wheels in the ignored folder .whl/ (see README, "GPU check").
-# Usage: bash tools/gpu_check.sh [all|quick|bench|attention]
-#   attention: build, the window-attention CUDA tests (both kernel families) and its benchmark only.
+# Usage: bash tools/gpu_check.sh [all|quick|bench|attention|models]
+#   attention: build, the window-attention CUDA tests (all kernel families) and its benchmark only.
+#   models: build, then whole-network throughput (tools/bench/bench_models.py): every network,
+#     train and inference, fp32/bf16, NCHW/channels-last, fused op vs reference attention (eager),
+#     then torch.compile for a subset (compile time dominates on a 15-minute budget).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu_check_out}"
@@ -30,7 +33,7 @@ FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX
 echo "build: $(( $(date +%s) - start )) s"
 "$PY" -c "import higherpose.ops as o; print('cuda kernels compiled:', o.cuda_compiled())"
 
-mode="${1:-all}"  # all | quick (build + tests) | bench (build + benchmarks) | attention
+mode="${1:-all}"  # all | quick (build + tests) | bench (build + benchmarks) | attention | models
 # pytest-xdist (present on the GPU image) runs tests in worker processes, so one crashing test
 # is reported as such instead of ending the whole run.
 xdist=""; "$PY" -c "import xdist" 2>/dev/null && xdist="-n 4"
@@ -50,6 +53,15 @@ if [ "$mode" = "attention" ]; then
         --json "$OUT/bench_window_attn_$family.json"
     done
   echo "gpu check (attention) done in $(( $(date +%s) - start )) s"
+  exit 0
+fi
+if [ "$mode" = "models" ]; then
+  # Rows are printed (and the JSON rewritten) as they come, so a timeout keeps what was measured.
+  bench bench_models 240 --device cuda --batch 8 --steps 6 --dtypes fp32,bf16 --channels-last off,on \
+    --json "$OUT/bench_models_eager.json"
+  bench bench_models 180 --device cuda --batch 8 --steps 6 --networks hrformer_s,higher_pose,hrnet_w32 \
+    --compile on --json "$OUT/bench_models_compile.json"
+  echo "gpu check (models) done in $(( $(date +%s) - start )) s"
   exit 0
 fi
 [ "$mode" = "bench" ] || timeout 240 "$PY" -m pytest -m cuda -q --no-header -p no:cacheprovider --continue-on-collection-errors $xdist \

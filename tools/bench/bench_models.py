@@ -161,10 +161,10 @@ def main(argv=None):
         print(f"{name:<17}{mode:<6}{dtype:<6}{'cl' if cl == 'on' else 'nchw':<8}{comp:<8}{fmt(ours, '.2f', 11)}"
               f"{fmt(ref, '.2f', 10)}{fmt(row['ours_over_reference'], '.2f', 9, 'x')}"
               f"{fmt(row['compile_seconds'], '.1f', 10)}", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine, "torch": torch.__version__, "batch": args.batch, "steps": args.steps,
-                       "rounds": args.rounds, "rows": rows}, f, indent=2)
+        if args.json:  # after every row, so an interrupted run keeps what it measured
+            with open(args.json, "w") as f:
+                json.dump({"machine": machine, "torch": torch.__version__, "batch": args.batch, "steps": args.steps,
+                           "rounds": args.rounds, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":
