@@ -53,6 +53,7 @@ def measure(cfg_file, opts=()):
 
     from higherpose.models import build_model
 
+    _register_window_attention_formula()
     cfg = load_config(cfg_file, list(opts))
     shape = input_shape(cfg)
     for device in ("meta", "cpu"):
@@ -93,7 +94,6 @@ def run(argv=None):
     files = list(args.cfg) + (packaged_configs() if args.all else [])
     if not files:
         parser.error("give --cfg FILE, --all or --list")
-    _register_window_attention_formula()
     print(f"| {'config':<58} | {'MODEL.NAME':<17} | {'input':>9} | {'params':>12} | {'GMACs':>8} |")
     print(f"|{'-' * 60}|{'-' * 19}|{'-' * 11}|{'-' * 14}|{'-' * 10}|")
     for f in files:

@@ -28,7 +28,9 @@ its windows, the conv FFN and the joint tokens of its own image.
 Config (`MODEL.EXTRA.TRANSFORMER`, defaults in `TRANSFORMER_DEFAULTS`): DIM, DEPTH, NUM_HEADS,
 WINDOW_SIZE, MLP_RATIO, TOKEN_MLP_RATIO, DROP_PATH_RATE, WITH_RPE, PAD_MODE, SHIFT_WINDOWS,
 JOINT_TOKENS, SKELETON (0-based joint pairs; default: the CrowdPose / COCO skeleton by NUM_JOINTS),
-ZERO_INIT_OUTPUT.
+ZERO_INIT_OUTPUT, WINDOW_ATTENTION. JOINT_TOKENS False (window attention only) and WINDOW_ATTENTION
+False (joint tokens only) are the ablations of tools/study_crowd_accuracy.py; the conv feed-forward
+stays in every block either way, so an ablation removes one kind of interaction and nothing else.
 """
 import torch
 import torch.nn.functional as F
@@ -43,7 +45,7 @@ from .pose_higher_hrnet import PoseHigherResolutionNet
 TRANSFORMER_DEFAULTS = {
     "DIM": 128, "DEPTH": 4, "NUM_HEADS": 4, "WINDOW_SIZE": 7, "MLP_RATIO": 2.0, "TOKEN_MLP_RATIO": 2.0,
     "DROP_PATH_RATE": 0.1, "WITH_RPE": True, "PAD_MODE": "mask", "SHIFT_WINDOWS": True, "JOINT_TOKENS": True,
-    "SKELETON": [], "ZERO_INIT_OUTPUT": True,
+    "SKELETON": [], "ZERO_INIT_OUTPUT": True, "WINDOW_ATTENTION": True,
 }
 
 # 0-based skeleton edges. CrowdPose joint order: l/r shoulder, l/r elbow, l/r wrist, l/r hip,
@@ -171,10 +173,12 @@ class StructureBlock(nn.Module):
     """One neck block on pixels z [B, H, W, D] and joint tokens t [B, J, D] (see module docstring)."""
 
     def __init__(self, dim, num_heads, window_size, mlp_ratio, token_mlp_ratio, drop_path, with_rpe, pad_mode,
-                 adjacency=None):
+                 adjacency=None, window_attention=True):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = LocalWindowAttention(dim, num_heads, window_size, with_rpe=with_rpe, pad_mode=pad_mode)
+        self.with_window_attention = window_attention
+        if window_attention:
+            self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+            self.attn = LocalWindowAttention(dim, num_heads, window_size, with_rpe=with_rpe, pad_mode=pad_mode)
         self.with_tokens = adjacency is not None
         if self.with_tokens:
             self.norm2 = nn.LayerNorm(dim, eps=1e-6)
@@ -191,7 +195,8 @@ class StructureBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, z, tokens, offset):
-        z = z + self.drop_path(self.attn(self.norm1(z), offset))
+        if self.with_window_attention:
+            z = z + self.drop_path(self.attn(self.norm1(z), offset))
         if self.with_tokens:
             b, h, w, d = z.shape
             zn = self.norm2(z).reshape(b, h * w, d)
@@ -211,8 +216,11 @@ class StructureAwareNeck(nn.Module):
 
     def __init__(self, in_channels, num_joints, dim=128, depth=4, num_heads=4, window_size=7, mlp_ratio=2.0,
                  token_mlp_ratio=2.0, drop_path_rate=0.1, with_rpe=True, pad_mode="mask", shift_windows=True,
-                 joint_tokens=True, skeleton=None, zero_init_output=True):
+                 joint_tokens=True, skeleton=None, zero_init_output=True, window_attention=True):
         super().__init__()
+        if not (joint_tokens or window_attention):
+            raise ValueError("TRANSFORMER: JOINT_TOKENS and WINDOW_ATTENTION are both off; the neck would be a "
+                             "plain conv feed-forward (use pose_higher_hrnet for no neck)")
         if dim % num_heads:
             raise ValueError(f"TRANSFORMER.DIM {dim} is not divisible by NUM_HEADS {num_heads}")
         self.window = (window_size, window_size)
@@ -227,7 +235,7 @@ class StructureAwareNeck(nn.Module):
         rates = torch.linspace(0, float(drop_path_rate), depth, device="cpu").tolist()
         self.blocks = nn.ModuleList(
             StructureBlock(dim, num_heads, window_size, mlp_ratio, token_mlp_ratio, rates[i], with_rpe, pad_mode,
-                           adjacency) for i in range(depth))
+                           adjacency, window_attention) for i in range(depth))
         self.out_norm = nn.LayerNorm(dim, eps=1e-6)
         self.out_proj = nn.Linear(dim, in_channels)
         self.init_weights()
@@ -241,7 +249,8 @@ class StructureAwareNeck(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         for block in self.blocks:
-            nn.init.trunc_normal_(block.attn.attn.relative_position_bias_table, std=0.02)
+            if block.with_window_attention:
+                nn.init.trunc_normal_(block.attn.attn.relative_position_bias_table, std=0.02)
         if self.joint_tokens is not None:
             nn.init.trunc_normal_(self.joint_tokens, std=0.02)
         if self.zero_init_output:  # the neck starts as the identity: HigherHRNet's function
@@ -278,7 +287,8 @@ class HigherPose(PoseHigherResolutionNet):
             window_size=t["WINDOW_SIZE"], mlp_ratio=t["MLP_RATIO"], token_mlp_ratio=t["TOKEN_MLP_RATIO"],
             drop_path_rate=t["DROP_PATH_RATE"], with_rpe=t["WITH_RPE"], pad_mode=t["PAD_MODE"],
             shift_windows=t["SHIFT_WINDOWS"], joint_tokens=t["JOINT_TOKENS"],
-            skeleton=[tuple(e) for e in t["SKELETON"]], zero_init_output=t["ZERO_INIT_OUTPUT"])
+            skeleton=[tuple(e) for e in t["SKELETON"]], zero_init_output=t["ZERO_INIT_OUTPUT"],
+            window_attention=t["WINDOW_ATTENTION"])
 
     def forward(self, x):
         features, _ = self.neck(self.forward_features(x)[0])
