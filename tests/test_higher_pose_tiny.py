@@ -102,7 +102,7 @@ def test_study_report_gives_mean_and_spread_over_seeds(tmp_path):
     metric_keys = [key for _, key in study.METRICS]
     for variant, aps in (("higher_hrnet", [0.5, 0.6, 0.7]), ("higher_pose", [0.62, 0.62])):
         for seed, ap in enumerate(aps):
-            run_dir, result_file = study.run_paths(str(tmp_path), variant, seed)
+            run_dir, result_file = study.run_paths(str(tmp_path), variant, 15, seed)
             os.makedirs(run_dir)
             metrics = {k: ap for k in metric_keys}
             metrics["AP (hard)"] = ap / 2
@@ -115,11 +115,22 @@ def test_study_report_gives_mean_and_spread_over_seeds(tmp_path):
                 "--variants", "higher_hrnet,higher_pose"])
     text = report.read_text()
     # by hand: mean(0.5, 0.6, 0.7) = 0.6, sample std = 0.1; AP hard half of it
-    assert "| higher_hrnet | 0,1,2 | 10 | 2.000 | 0.600 ± 0.100 |" in text
+    assert "| higher_hrnet | config | 15 | 0,1,2 | 10 | 2.000 | 0.600 ± 0.100 |" in text
     assert "0.300 ± 0.050 | 2.0 |" in text
-    assert "| higher_pose | 0,1 | 10 | 2.000 | 0.620 ± 0.000 |" in text
+    assert "| higher_pose | config | 15 | 0,1 | 10 | 2.000 | 0.620 ± 0.000 |" in text
     assert "old table" not in text and text.endswith("<!-- study notes -->\nkept by hand\n")
     assert plot.stat().st_size > 1000
+
+
+def test_study_stretches_the_schedule_with_the_budget():
+    study = _study_module()
+    args = study.build_parser().parse_args(["--epochs", "30"])
+    assert study.schedule_overrides(args, "higher_pose") == ["TRAIN.END_EPOCH", "30", "TRAIN.LR_STEP", "[26]"]
+    assert study.budget(args, "higher_hrnet") == 30
+    sized = study.build_parser().parse_args(["--label", "big", "DATASET.SYNTHETIC.NUM_TRAIN", "2000"])
+    assert study.common_overrides(sized)[1].endswith("data_big")  # not the default set's folder
+    default = study.build_parser().parse_args([])
+    assert study.schedule_overrides(default, "higher_hrnet") == [] and study.budget(default, "higher_hrnet") == 15
 
 
 def test_study_refuses_unknown_variant(capsys):

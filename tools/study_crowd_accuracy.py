@@ -42,12 +42,15 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     p.add_argument("--seeds", default="0,1,2", help="training seeds (comma list)")
-    p.add_argument("--epochs", type=int, default=None, help="TRAIN.END_EPOCH for every run (default: the configs')")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs per run (default: the configs' TRAIN.END_EPOCH); TRAIN.LR_STEP is scaled with it")
     p.add_argument("--output", default=os.path.join("output", "study"), help="runs, data and logs go here")
     p.add_argument("--jobs", type=int, default=2, help="runs at the same time")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--report", default="ACCURACY.md", help="the report to write")
     p.add_argument("--plot", default=os.path.join("docs", "accuracy_study.png"), help="the bar chart to write")
+    p.add_argument("--label", default="",
+                   help="name of this setting when KEY VALUE overrides are given (runs and table rows carry it)")
     p.add_argument("--report-only", action="store_true", help="only rewrite report and plot from existing runs")
     p.add_argument("--machine", default=None, help="machine description for the report (default: from platform)")
     p.add_argument("--run-one", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)  # worker mode
@@ -55,16 +58,32 @@ def build_parser():
     return p
 
 
-def run_paths(output, variant, seed):
-    run_dir = os.path.join(output, "runs", f"{variant}_seed{seed}")
+def run_paths(output, variant, epochs, seed, label=""):
+    run_dir = os.path.join(output, "runs", f"{variant}_e{epochs}{'_' + label if label else ''}_seed{seed}")
     return run_dir, os.path.join(run_dir, "result.json")
 
 
+def budget(args, variant):
+    """Epochs of a variant's runs: --epochs, else its config's TRAIN.END_EPOCH."""
+    from higherpose.config import load_config
+    return args.epochs if args.epochs is not None else int(load_config(VARIANTS[variant][0]).TRAIN.END_EPOCH)
+
+
+def schedule_overrides(args, variant):
+    """--epochs stretches the config's schedule: END_EPOCH and every LR_STEP milestone scaled alike."""
+    if args.epochs is None:
+        return []
+    from higherpose.config import load_config
+    train = load_config(VARIANTS[variant][0]).TRAIN
+    steps = [max(1, round(m * args.epochs / train.END_EPOCH)) for m in train.LR_STEP]
+    return ["TRAIN.END_EPOCH", str(args.epochs), "TRAIN.LR_STEP", str(steps)]
+
+
 def common_overrides(args):
-    opts = ["DATASET.ROOT", os.path.join(os.path.abspath(args.output), "data")]
-    if args.epochs is not None:
-        opts += ["TRAIN.END_EPOCH", str(args.epochs)]
-    return opts + list(args.opts)
+    """The shared data folder (its own one for a setting that changes the rendered data) + overrides."""
+    keys = args.opts[0::2]
+    data = "data_" + args.label if any(k.startswith("DATASET.SYNTHETIC.") for k in keys) else "data"
+    return ["DATASET.ROOT", os.path.join(os.path.abspath(args.output), data)] + list(args.opts)
 
 
 def run_one(args, variant, seed):
@@ -75,8 +94,8 @@ def run_one(args, variant, seed):
     from higherpose.engine.logger import output_dirs
 
     cfg_name, overrides, _ = VARIANTS[variant]
-    run_dir, result_file = run_paths(args.output, variant, seed)
-    opts = common_overrides(args) + overrides + [
+    run_dir, result_file = run_paths(args.output, variant, budget(args, variant), seed, args.label)
+    opts = common_overrides(args) + schedule_overrides(args, variant) + overrides + [
         "SEED", str(seed), "OUTPUT_DIR", os.path.join(run_dir, "train"), "LOG_DIR", os.path.join(run_dir, "log"),
         "WORKERS", "0", "AUTO_RESUME", "True"]
     cfg_file = resolve_config_path(cfg_name)
@@ -94,6 +113,7 @@ def run_one(args, variant, seed):
     result = valid.run(["--cfg", cfg_file, "--device", "cpu", "--no-progress"] + opts + ["TEST.MODEL_FILE", weights])
     size = measure(cfg_file, opts)
     record = {"variant": variant, "seed": seed, "config": cfg_name, "overrides": overrides,
+              "label": args.label, "settings": list(args.opts),
               "epochs": int(cfg.TRAIN.END_EPOCH), "train_images": int(cfg.DATASET.SYNTHETIC.NUM_TRAIN),
               "test_images": int(cfg.DATASET.SYNTHETIC.NUM_TEST), "threads": args.threads,
               "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - t0,
@@ -114,20 +134,25 @@ def render_data(args):
 
 
 def run_all(args, variants, seeds):
-    pending = [(v, s) for v in variants for s in seeds if not os.path.isfile(run_paths(args.output, v, s)[1])]
+    pending = [(v, s) for v in variants for s in seeds
+               if not os.path.isfile(run_paths(args.output, v, budget(args, v), s, args.label)[1])]
     if not pending:
         return
     render_data(args)
     running, failed = [], []
-    worker = [sys.executable, os.path.abspath(__file__), "--output", args.output, "--threads", str(args.threads)]
+    worker = [sys.executable, os.path.abspath(__file__), "--output", args.output, "--threads", str(args.threads),
+              "--label", args.label]
     if args.epochs is not None:
         worker += ["--epochs", str(args.epochs)]
     while pending or running:
         while pending and len(running) < args.jobs:
             v, s = pending.pop(0)
-            os.makedirs(run_paths(args.output, v, s)[0], exist_ok=True)
-            print(f"[study] start {v} seed {s}", flush=True)
-            running.append((v, s, subprocess.Popen(worker + ["--run-one", v, str(s)] + list(args.opts))))
+            run_dir = run_paths(args.output, v, budget(args, v), s, args.label)[0]
+            os.makedirs(run_dir, exist_ok=True)
+            print(f"[study] start {v} seed {s} (log: {run_dir}/run.log)", flush=True)
+            with open(os.path.join(run_dir, "run.log"), "w") as log:
+                running.append((v, s, subprocess.Popen(worker + ["--run-one", v, str(s)] + list(args.opts),
+                                                       stdout=log, stderr=subprocess.STDOUT)))
         time.sleep(2)
         for item in list(running):
             v, s, proc = item
@@ -137,6 +162,9 @@ def run_all(args, variants, seeds):
                       flush=True)
                 if proc.returncode:
                     failed.append((v, s))
+                    with open(os.path.join(run_paths(args.output, v, budget(args, v), s, args.label)[0],
+                                           "run.log")) as log:
+                        print("".join(log.readlines()[-15:]), flush=True)
     if failed:
         raise SystemExit(f"[study] failed runs: {failed}")
 
@@ -157,17 +185,18 @@ def mean_std(values):
 
 
 def summarise(runs, variants):
+    """One row per (variant, epochs, label), in the order of `variants`, then by budget and label."""
     rows = []
     for v in variants:
-        mine = [r for r in runs if r["variant"] == v]
-        if not mine:
-            continue
-        row = {"variant": v, "what": VARIANTS[v][2] if v in VARIANTS else v, "seeds": sorted(r["seed"] for r in mine),
-               "epochs": sorted({r["epochs"] for r in mine}), "params": mine[0]["params"], "macs": mine[0]["macs"],
-               "train_minutes": mean_std([r["train_seconds"] / 60 for r in mine])}
-        for label, key in METRICS:
-            row[label] = mean_std([r["metrics"][key] for r in mine])
-        rows.append(row)
+        for epochs, label in sorted({(r["epochs"], r.get("label", "")) for r in runs if r["variant"] == v}):
+            mine = [r for r in runs if r["variant"] == v and r["epochs"] == epochs and r.get("label", "") == label]
+            row = {"variant": v, "what": VARIANTS[v][2] if v in VARIANTS else v, "epochs": epochs, "label": label,
+                   "settings": " ".join(mine[0].get("settings", [])),
+                   "seeds": sorted(r["seed"] for r in mine), "params": mine[0]["params"], "macs": mine[0]["macs"],
+                   "train_minutes": mean_std([r["train_seconds"] / 60 for r in mine])}
+            for label, key in METRICS:
+                row[label] = mean_std([r["metrics"][key] for r in mine])
+            rows.append(row)
     return rows
 
 
@@ -177,7 +206,7 @@ def report(args, variants):
     if not rows:
         raise SystemExit(f"[study] no finished runs under {args.output}/runs")
     machine = args.machine or f"{platform.machine()}, {os.cpu_count()} cores ({platform.processor() or 'cpu'})"
-    epochs = sorted({e for r in rows for e in r["epochs"]})
+    epochs = sorted({r["epochs"] for r in rows})
     threads = sorted({r["threads"] for r in runs})
     lines = ["# Accuracy in crowds: HigherHRNet vs higher_pose", "",
              "Written by `tools/study_crowd_accuracy.py` (rerun it to refresh; `--report-only` rewrites this file "
@@ -186,21 +215,32 @@ def report(args, variants):
              f"({runs[0]['train_images']} training / {runs[0]['test_images']} test images, 128 px, 14 joints), "
              f"the same rendered set for every run; evaluated with higherpose-valid's code path (CrowdPose "
              f"metrics, single scale, no flip).",
-             f"- Budget: {', '.join(map(str, epochs))} epochs per run, every other setting from "
-             f"`configs/synthetic/higher_hrnet_tiny.yaml` / `higher_pose_tiny.yaml`; seeds as listed.",
+             f"- Budget: {', '.join(map(str, epochs))} epochs per run (a longer budget stretches the configs' "
+             f"LR_STEP alike), every other setting from `configs/synthetic/higher_hrnet_tiny.yaml` / "
+             f"`higher_pose_tiny.yaml`; seeds as listed.",
              f"- Machine: {machine}; {', '.join(map(str, threads))} torch thread(s) per run, "
              f"{args.jobs} run(s) at a time (training minutes are wall time under that load).", "",
              "Mean ± standard deviation over seeds:", "",
-             "| variant | seeds | params | GMACs | " + " | ".join(label for label, _ in METRICS) + " | train min |",
-             "|---|---|---:|---:|" + "---:|" * len(METRICS) + "---:|"]
+             "| variant | setting | epochs | seeds | params | GMACs | " + " | ".join(label for label, _ in METRICS)
+             + " | train min |",
+             "|---|---|---:|---|---:|---:|" + "---:|" * len(METRICS) + "---:|"]
     for r in rows:
         cells = [f"{r[label][0]:.3f} ± {r[label][1]:.3f}" for label, _ in METRICS]
-        lines.append(f"| {r['variant']} | {','.join(map(str, r['seeds']))} | {r['params']:,} | {r['macs'] / 1e9:.3f} | "
-                     + " | ".join(cells) + f" | {r['train_minutes'][0]:.1f} |")
-    lines += ["", "Variants:", ""] + [f"- `{r['variant']}`: {r['what']}" for r in rows]
-    lines += ["", "Every run (AP / AP hard):", "", "| variant | seed | AP | AP hard | train min |", "|---|---:|---:|---:|---:|"]
-    for run in sorted(runs, key=lambda x: (variants.index(x["variant"]) if x["variant"] in variants else 99, x["seed"])):
-        lines.append(f"| {run['variant']} | {run['seed']} | {run['metrics']['AP']:.3f} | "
+        lines.append(f"| {r['variant']} | {r['label'] or 'config'} | {r['epochs']} | {','.join(map(str, r['seeds']))} | "
+                     f"{r['params']:,} | "
+                     f"{r['macs'] / 1e9:.3f} | " + " | ".join(cells) + f" | {r['train_minutes'][0]:.1f} |")
+    described = {r["variant"]: r["what"] for r in rows}
+    lines += ["", "Variants:", ""] + [f"- `{v}`: {what}" for v, what in described.items()]
+    settings = {r["label"]: r["settings"] for r in rows if r["label"]}
+    if settings:
+        lines += ["", "Settings (overrides on top of the config):", ""]
+        lines += [f"- `{label}`: `{text}`" for label, text in settings.items()]
+    lines += ["", "Every run (AP / AP hard):", "", "| variant | setting | epochs | seed | AP | AP hard | train min |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    shown = [r for r in runs if r["variant"] in variants]
+    for run in sorted(shown, key=lambda x: (variants.index(x["variant"]), x["epochs"], x.get("label", ""), x["seed"])):
+        lines.append(f"| {run['variant']} | {run.get('label') or 'config'} | {run['epochs']} | {run['seed']} | "
+                     f"{run['metrics']['AP']:.3f} | "
                      f"{run['metrics']['AP (hard)']:.3f} | {run['train_seconds'] / 60:.1f} |")
     if args.plot:
         plot(rows, args.plot)
@@ -229,7 +269,8 @@ def plot(rows, path):
     fig, ax = plt.subplots(figsize=(9, 4))
     for i, r in enumerate(rows):
         ax.bar(x + (i - (len(rows) - 1) / 2) * width, [r[m][0] for m in labels], width,
-               yerr=[r[m][1] for m in labels], capsize=3, label=r["variant"])
+               yerr=[r[m][1] for m in labels], capsize=3,
+               label=f"{r['variant']}{' ' + r['label'] if r['label'] else ''} ({r['epochs']} ep)")
     ax.set_xticks(x, labels)
     ax.set_ylabel("CrowdPose-style AP (synthetic test split)")
     ax.set_ylim(0, 1)
@@ -251,6 +292,8 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"error: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    if args.opts and not args.label:
+        raise SystemExit("error: KEY VALUE overrides change the setting: name it with --label")
     if not args.report_only:
         run_all(args, variants, seeds)
     report(args, variants)
