@@ -12,7 +12,8 @@ from test_engine_helpers import one_thread  # noqa: F401 (autouse)
 from higherpose.config import load_config
 from higherpose.models import build_model
 from higherpose.models.attention import WindowMultiheadAttention
-from higherpose.models.higher_pose import PixelsReadTokens, TokensReadPixels
+from higherpose.models.higher_pose import (InstanceSlots, PixelsReadTokens, SkeletonAttention,
+                                           TokensReadPixels)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWIN = "synthetic/higher_hrnet_tiny.yaml"
@@ -47,28 +48,33 @@ def test_fresh_twin_computes_higher_hrnets_function():
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("overrides, windows, tokens", [
-    ([], True, True),
-    (["MODEL.EXTRA.TRANSFORMER.JOINT_TOKENS", "False"], True, False),
-    (["MODEL.EXTRA.TRANSFORMER.WINDOW_ATTENTION", "False"], False, True),
+@pytest.mark.parametrize("overrides, windows, tokens, slots", [
+    ([], True, True, False),
+    (["MODEL.EXTRA.TRANSFORMER.JOINT_TOKENS", "False"], True, False, False),
+    (["MODEL.EXTRA.TRANSFORMER.WINDOW_ATTENTION", "False"], False, True, False),
+    (["MODEL.EXTRA.TRANSFORMER.INSTANCE_TOKENS", "4"], True, True, True),
 ])
-def test_ablation_switches_remove_one_kind_of_interaction(overrides, windows, tokens):
+def test_neck_switches_add_or_remove_one_kind_of_interaction(overrides, windows, tokens, slots):
     model = build_model(load_config(TINY, overrides), is_train=True)
     kinds = {type(m) for m in model.neck.modules()}
     assert (WindowMultiheadAttention in kinds) == windows
-    assert (TokensReadPixels in kinds) == tokens and (PixelsReadTokens in kinds) == tokens
-    assert (model.neck.joint_tokens is not None) == tokens
+    assert (SkeletonAttention in kinds) == tokens and (model.neck.joint_tokens is not None) == tokens
+    assert (InstanceSlots in kinds) == slots and (model.neck.instance_tokens is not None) == slots
+    assert (TokensReadPixels in kinds) == (PixelsReadTokens in kinds) == (tokens or slots)
+    if slots:
+        assert tuple(model.neck.instance_tokens.shape) == (4, 32)
     out = model(torch.randn(1, 3, 128, 128))
     sum(o.square().mean() for o in out).backward()  # every kept part trains
-    # except the key bias of the tokens' read: a constant per query, which softmax cancels
+    # except the key bias of the joint tokens' read: a constant per query, which softmax cancels
+    # (the slots' competitive read uses it: a constant per slot shifts the softmax over slots)
     untrained = [n for n, p in model.neck.named_parameters() if p.grad is None]
-    assert all(n.endswith("read.k_proj.bias") for n in untrained), untrained
+    assert all(n.endswith("read.k_proj.bias") and ".slots." not in n for n in untrained), untrained
 
 
 def test_neck_with_nothing_left_is_refused():
     cfg = load_config(TINY, ["MODEL.EXTRA.TRANSFORMER.WINDOW_ATTENTION", "False",
                              "MODEL.EXTRA.TRANSFORMER.JOINT_TOKENS", "False"])
-    with pytest.raises(ValueError, match="JOINT_TOKENS and WINDOW_ATTENTION are both off"):
+    with pytest.raises(ValueError, match="JOINT_TOKENS, WINDOW_ATTENTION and INSTANCE_TOKENS are all off"):
         build_model(cfg)
 
 

@@ -46,6 +46,45 @@ def test_pixels_read_tokens_equals_plain_attention():
     torch.testing.assert_close(mod(pixels, tokens), _naive_mha(pixels, tokens, tokens, mod, 3))
 
 
+def _naive_slot_attention(slots, pixels, mod, heads):
+    """Slot Attention's normalisation written out: softmax over the slots at each pixel, then a
+    weighted mean over the pixels (Locatello et al. 2020, eq. 1-2), per head, explicit projections."""
+    def proj(lin, x):
+        y = x @ lin.weight.T + lin.bias
+        return y.reshape(*y.shape[:-1], heads, -1).transpose(-2, -3)  # [B, heads, L, d]
+    q, k, v = proj(mod.q_proj, slots), proj(mod.k_proj, pixels), proj(mod.v_proj, pixels)
+    share = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-2) + 1e-8  # over slots
+    out = (share / share.sum(-1, keepdim=True) @ v).transpose(-2, -3).flatten(-2)
+    return out @ mod.out_proj.weight.T + mod.out_proj.bias
+
+
+def test_competing_slots_equal_slot_attention():
+    mod = TokensReadPixels(24, 3, compete=True).double()
+    _randomise(mod)
+    slots, pixels = torch.randn(2, 5, 24, dtype=torch.float64), torch.randn(2, 40, 24, dtype=torch.float64)
+    torch.testing.assert_close(mod(slots, pixels), _naive_slot_attention(slots, pixels, mod, 3))
+
+
+def test_competing_slots_share_out_each_pixel():
+    """Pixels of two kinds, a = (4, 0) and b = (0, 2); slot a equals a, slot c = (2, 2) lies nearer a.
+    Plain attention lets slot c read the a pixels it matches best; with competition slot a owns
+    them, so slot c reads the b pixels (a hand-worked case: identity projections, one head)."""
+    def read(compete):
+        mod = TokensReadPixels(2, 1, compete=compete).double()
+        with torch.no_grad():
+            for lin in (mod.q_proj, mod.k_proj, mod.v_proj, mod.out_proj):
+                lin.weight.copy_(torch.eye(2))
+                lin.bias.zero_()
+        return mod(slots, pixels)[0]
+
+    a, b, c = torch.tensor([4.0, 0.0]), torch.tensor([0.0, 2.0]), torch.tensor([2.0, 2.0])
+    pixels = torch.stack([a] * 3 + [b] * 3).double()[None]
+    slots = torch.stack([a, c]).double()[None]
+    plain, competing = read(False), read(True)
+    assert (plain[1] - a).norm() < 0.3 and (competing[1] - b).norm() < 0.05
+    assert (competing[0] - a).norm() < 0.4
+
+
 def test_crowdpose_skeleton_graph():
     adj = skeleton_adjacency(14)
     neck = 13
@@ -133,6 +172,25 @@ def test_joint_tokens_carry_information_across_the_image_not_the_batch():
         changed = _changed(lambda t: neck(t)[0], x, (2, 3), image=1)
     assert changed[1].all()  # every pixel of the same image reads the updated joint tokens
     assert not changed[0].any()
+
+
+def test_person_slots_carry_information_across_the_image_not_the_batch():
+    torch.manual_seed(0)
+    neck = StructureAwareNeck(8, 14, dim=16, depth=1, num_heads=2, window_size=WINDOW, drop_path_rate=0.0,
+                              joint_tokens=False, window_attention=False, instance_tokens=3,
+                              zero_init_output=False).double().eval()
+    assert neck.instance_tokens.shape == (3, 16)
+    x = torch.randn(2, 8, 23, 30, dtype=torch.float64)
+    with torch.no_grad():
+        changed = _changed(lambda t: neck(t)[0], x, (2, 3), image=1)
+    assert changed[1].all()  # every pixel reads the slots, which read the changed pixel
+    assert not changed[0].any()
+
+
+@pytest.mark.parametrize("count", [-1, 2.5, True])
+def test_person_slot_count_is_checked(count):
+    with pytest.raises(ValueError, match="INSTANCE_TOKENS"):
+        StructureAwareNeck(8, 14, dim=16, depth=1, num_heads=2, instance_tokens=count)
 
 
 class SeedDefectAttention(nn.Module):

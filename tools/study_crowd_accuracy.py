@@ -33,6 +33,9 @@ VARIANTS = {
                     "higher_pose neck, window attention only"),
     "tokens_only": ("synthetic/higher_pose_tiny.yaml", ["MODEL.EXTRA.TRANSFORMER.WINDOW_ATTENTION", "False"],
                     "higher_pose neck, joint tokens only"),
+    # the synthetic crowds hold 1-3 people per image: 4 slots leave one for the background
+    "person_slots": ("synthetic/higher_pose_tiny.yaml", ["MODEL.EXTRA.TRANSFORMER.INSTANCE_TOKENS", "4"],
+                     "higher_pose + 4 person slots (Slot Attention tokens) in every block"),
 }
 METRICS = [("AP", "AP"), ("AP50", "Ap .5"), ("AP75", "AP .75"), ("AR", "AR"), ("AP easy", "AP (easy)"),
            ("AP medium", "AP (medium)"), ("AP hard", "AP (hard)")]

@@ -31,10 +31,10 @@ def build_parser():
     p.add_argument("--cfg", default=DEFAULT_CFG, help=f"synthetic training config (default {DEFAULT_CFG})")
     p.add_argument("--output", default=os.path.join("output", "quickstart"), help="output folder")
     p.add_argument("--quick", action="store_true", help="shortened run (a few iterations, a few images)")
-    p.add_argument("--layouts", default=PACKAGED_LAYOUTS,
+    p.add_argument("--layouts", default=None,
                    help=f"person layouts for the generator: '{PACKAGED_LAYOUTS}' (real CrowdPose val layouts "
-                        "shipped with the package, default), 'none' (sampled poses) or a CrowdPose-format "
-                        "annotation file")
+                        "shipped with the package), 'none' (sampled poses) or a CrowdPose-format annotation file "
+                        "(default: the config's DATASET.SYNTHETIC.LAYOUTS, else the packaged layouts)")
     p.add_argument("--samples", type=int, default=4, help="annotated test images to write")
     p.add_argument("--device", default="cpu", help="device for evaluation and samples (training uses the config)")
     return p
@@ -73,13 +73,14 @@ def run(argv=None):
     syn = dict(cfg.DATASET.SYNTHETIC) if cfg.DATASET.get("SYNTHETIC") else {}
     if args.quick:
         syn.update(QUICK_SIZES)
-    sampled = args.layouts in ("none", "")
+    layouts = args.layouts if args.layouts is not None else str(syn.get("LAYOUTS", PACKAGED_LAYOUTS))
+    sampled = layouts.lower() in ("none", "")
     source = ("sampled poses" if sampled else "the packaged CrowdPose val person layouts"
-              if args.layouts == PACKAGED_LAYOUTS else f"the person layouts of {args.layouts}")
+              if layouts == PACKAGED_LAYOUTS else f"the person layouts of {layouts}")
     print(f"[quickstart] rendering synthetic crowds into {data_dir} ({source})", flush=True)
     generate(data_dir, num_train=int(syn.get("NUM_TRAIN", 64)), num_test=int(syn.get("NUM_TEST", 16)),
              image_size=int(syn.get("IMAGE_SIZE", cfg.DATASET.INPUT_SIZE)), seed=int(syn.get("SEED", 0)),
-             layouts=None if sampled else args.layouts, min_people=int(syn.get("MIN_PEOPLE", 1)),
+             layouts=None if sampled else layouts, min_people=int(syn.get("MIN_PEOPLE", 1)),
              max_people=int(syn.get("MAX_PEOPLE", 6)))
     timings["data"] = _step("data", t0)
 
@@ -116,7 +117,7 @@ def run(argv=None):
     samples = write_samples(cfg, weights, os.path.join(out, "samples"), args.samples, args.device)
     timings["report"] = _step("report", t0)
     timings["total"] = time.perf_counter() - t_all
-    summary = {"config": args.cfg, "config_file": cfg_file, "layouts": args.layouts, "quick": args.quick,
+    summary = {"config": args.cfg, "config_file": cfg_file, "layouts": layouts, "quick": args.quick,
                "weights": weights, "metrics": dict(result["metrics"] or {}), "results_file": result["results_file"],
                "curves": [os.path.basename(c) for c in curves], "samples": samples, "seconds": timings,
                "eval_timing": result["timing"]}

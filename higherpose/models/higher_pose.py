@@ -19,18 +19,25 @@ Before the HigherHRNet heads, a transformer neck refines it with two kinds of in
    a "folded" form: the pixel-side projections are moved onto the J tokens (a linear map commutes
    with the attention-weighted sum), so their cost is O(pixels x J x DIM) with no per-pixel DIMxDIM
    product.
+3. Person slots (INSTANCE_TOKENS K > 0, off by default). A crowd has many left wrists, and one
+   token per joint type cannot tell them apart. K learnable slot tokens per image read the pixels
+   with Slot Attention's normalisation (each pixel's weight is a softmax over the slots, so the
+   slots compete for pixels and each can come to own one person), pass an MLP, and every pixel
+   reads them back: features that say which person a pixel belongs to, which is what the
+   associative-embedding tags must encode.
 The neck returns to 32 channels through a zero-initialised projection added to its input, so a
 freshly built higher_pose computes exactly HigherHRNet's function, and HigherHRNet checkpoints
 (trunk + heads) load into it with strict=False. Everything is per image: no operation mixes the
 images of a batch (the seed repository's defect), and a pixel reaches other pixels only through
-its windows, the conv FFN and the joint tokens of its own image.
+its windows, the conv FFN and the tokens (joint types, person slots) of its own image.
 
 Config (`MODEL.EXTRA.TRANSFORMER`, defaults in `TRANSFORMER_DEFAULTS`): DIM, DEPTH, NUM_HEADS,
 WINDOW_SIZE, MLP_RATIO, TOKEN_MLP_RATIO, DROP_PATH_RATE, WITH_RPE, PAD_MODE, SHIFT_WINDOWS,
 JOINT_TOKENS, SKELETON (0-based joint pairs; default: the CrowdPose / COCO skeleton by NUM_JOINTS),
-ZERO_INIT_OUTPUT, WINDOW_ATTENTION. JOINT_TOKENS False (window attention only) and WINDOW_ATTENTION
-False (joint tokens only) are the ablations of tools/study_crowd_accuracy.py; the conv feed-forward
-stays in every block either way, so an ablation removes one kind of interaction and nothing else.
+ZERO_INIT_OUTPUT, WINDOW_ATTENTION, INSTANCE_TOKENS (K slots, 0: off). JOINT_TOKENS False (window
+attention only), WINDOW_ATTENTION False (joint tokens only) and INSTANCE_TOKENS are the variants of
+tools/study_crowd_accuracy.py; the conv feed-forward stays in every block either way, so an
+ablation removes one kind of interaction and nothing else.
 """
 import torch
 import torch.nn.functional as F
@@ -45,7 +52,7 @@ from .pose_higher_hrnet import PoseHigherResolutionNet
 TRANSFORMER_DEFAULTS = {
     "DIM": 128, "DEPTH": 4, "NUM_HEADS": 4, "WINDOW_SIZE": 7, "MLP_RATIO": 2.0, "TOKEN_MLP_RATIO": 2.0,
     "DROP_PATH_RATE": 0.1, "WITH_RPE": True, "PAD_MODE": "mask", "SHIFT_WINDOWS": True, "JOINT_TOKENS": True,
-    "SKELETON": [], "ZERO_INIT_OUTPUT": True, "WINDOW_ATTENTION": True,
+    "SKELETON": [], "ZERO_INIT_OUTPUT": True, "WINDOW_ATTENTION": True, "INSTANCE_TOKENS": 0,
 }
 
 # 0-based skeleton edges. CrowdPose joint order: l/r shoulder, l/r elbow, l/r wrist, l/r hip,
@@ -106,7 +113,16 @@ class TokensReadPixels(_AttentionProjections):
     Exact attention with q = Wq t, k = Wk x, v = Wv x, computed folded: per head the query is
     mapped into pixel space (Wk_h^T q_h), and the attention-weighted mean of the raw pixels is
     projected by Wv_h afterwards. The key bias adds a constant per query, which softmax ignores.
+
+    compete=True is Slot Attention's normalisation (Locatello et al., NeurIPS 2020): each pixel's
+    weights are a softmax over the tokens (the tokens compete for pixels, so each can own one
+    person), then each token takes the weighted mean of its pixels. The key bias then matters (it
+    shifts the logits of one token for all pixels), so it is added explicitly.
     """
+
+    def __init__(self, dim, num_heads, compete=False):
+        super().__init__(dim, num_heads)
+        self.compete = compete
 
     def forward(self, tokens, pixels):  # [B, J, D], [B, N, D] -> [B, J, D]
         b, j, d = tokens.shape
@@ -114,7 +130,13 @@ class TokensReadPixels(_AttentionProjections):
         q = self.q_proj(tokens).view(b, j, h, hd) * self.scale
         query_in_pixel_space = torch.einsum("bjhe,hec->bjhc", q, self.k_proj.weight.view(h, hd, d))
         logits = torch.einsum("bjhc,bnc->bjhn", query_in_pixel_space, pixels)
-        attn = _softmax(logits)
+        if self.compete:
+            key_bias = torch.einsum("bjhe,he->bjh", q, self.k_proj.bias.view(h, hd))
+            share = _softmax((logits + key_bias[..., None]).transpose(1, 3)).transpose(1, 3)  # over tokens
+            share = share + 1e-8  # a token that owns no pixel reads their plain mean, not 0/0
+            attn = share / share.sum(dim=-1, keepdim=True)
+        else:
+            attn = _softmax(logits)
         pooled = torch.einsum("bjhn,bnc->bjhc", attn, pixels)
         v = torch.einsum("bjhc,hec->bjhe", pooled, self.v_proj.weight.view(h, hd, d)) + self.v_proj.bias.view(h, hd)
         return self.out_proj(v.reshape(b, j, d))
@@ -169,11 +191,34 @@ class TokenMlp(nn.Sequential):
         super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
 
+class InstanceSlots(nn.Module):
+    """K person slots of one block: they read the pixels competitively (each pixel is shared out
+    among the slots, Slot Attention style), pass an MLP, and every pixel reads them back."""
+
+    def __init__(self, dim, num_heads, token_mlp_ratio):
+        super().__init__()
+        self.pixel_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.slot_norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.read = TokensReadPixels(dim, num_heads, compete=True)
+        self.slot_norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = TokenMlp(dim, int(dim * token_mlp_ratio))
+        self.slot_norm3 = nn.LayerNorm(dim, eps=1e-6)
+        self.write = PixelsReadTokens(dim, num_heads)
+
+    def forward(self, z, slots):  # [B, H, W, D], [B, K, D] -> pixel update [B, H, W, D], slots
+        b, h, w, d = z.shape
+        zn = self.pixel_norm(z).reshape(b, h * w, d)
+        slots = slots + self.read(self.slot_norm1(slots), zn)
+        slots = slots + self.mlp(self.slot_norm2(slots))
+        return self.write(zn, self.slot_norm3(slots)).view(b, h, w, d), slots
+
+
 class StructureBlock(nn.Module):
-    """One neck block on pixels z [B, H, W, D] and joint tokens t [B, J, D] (see module docstring)."""
+    """One neck block on pixels z [B, H, W, D], joint tokens t [B, J, D] and person slots s [B, K, D]
+    (see module docstring)."""
 
     def __init__(self, dim, num_heads, window_size, mlp_ratio, token_mlp_ratio, drop_path, with_rpe, pad_mode,
-                 adjacency=None, window_attention=True):
+                 adjacency=None, window_attention=True, instance_slots=False):
         super().__init__()
         self.with_window_attention = window_attention
         if window_attention:
@@ -190,11 +235,12 @@ class StructureBlock(nn.Module):
             self.token_mlp = TokenMlp(dim, int(dim * token_mlp_ratio))
             self.token_norm4 = nn.LayerNorm(dim, eps=1e-6)
             self.write = PixelsReadTokens(dim, num_heads)
+        self.slots = InstanceSlots(dim, num_heads, token_mlp_ratio) if instance_slots else None
         self.norm3 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MlpDWBN(dim, int(dim * mlp_ratio), dim)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, z, tokens, offset):
+    def forward(self, z, tokens, slots, offset):
         if self.with_window_attention:
             z = z + self.drop_path(self.attn(self.norm1(z), offset))
         if self.with_tokens:
@@ -204,8 +250,11 @@ class StructureBlock(nn.Module):
             tokens = tokens + self.graph(self.token_norm2(tokens))
             tokens = tokens + self.token_mlp(self.token_norm3(tokens))
             z = z + self.drop_path(self.write(zn, self.token_norm4(tokens)).view(b, h, w, d))
+        if self.slots is not None:
+            update, slots = self.slots(z, slots)
+            z = z + self.drop_path(update)
         z = z + self.drop_path(self.mlp(self.norm3(z)))
-        return z, tokens
+        return z, tokens, slots
 
 
 class StructureAwareNeck(nn.Module):
@@ -216,11 +265,13 @@ class StructureAwareNeck(nn.Module):
 
     def __init__(self, in_channels, num_joints, dim=128, depth=4, num_heads=4, window_size=7, mlp_ratio=2.0,
                  token_mlp_ratio=2.0, drop_path_rate=0.1, with_rpe=True, pad_mode="mask", shift_windows=True,
-                 joint_tokens=True, skeleton=None, zero_init_output=True, window_attention=True):
+                 joint_tokens=True, skeleton=None, zero_init_output=True, window_attention=True, instance_tokens=0):
         super().__init__()
-        if not (joint_tokens or window_attention):
-            raise ValueError("TRANSFORMER: JOINT_TOKENS and WINDOW_ATTENTION are both off; the neck would be a "
-                             "plain conv feed-forward (use pose_higher_hrnet for no neck)")
+        if not (joint_tokens or window_attention or instance_tokens):
+            raise ValueError("TRANSFORMER: JOINT_TOKENS, WINDOW_ATTENTION and INSTANCE_TOKENS are all off; the neck "
+                             "would be a plain conv feed-forward (use pose_higher_hrnet for no neck)")
+        if isinstance(instance_tokens, bool) or not isinstance(instance_tokens, int) or instance_tokens < 0:
+            raise ValueError(f"TRANSFORMER.INSTANCE_TOKENS must be a count >= 0 (0: off), got {instance_tokens!r}")
         if dim % num_heads:
             raise ValueError(f"TRANSFORMER.DIM {dim} is not divisible by NUM_HEADS {num_heads}")
         self.window = (window_size, window_size)
@@ -232,10 +283,14 @@ class StructureAwareNeck(nn.Module):
             self.joint_tokens = nn.Parameter(torch.zeros(num_joints, dim))
         else:
             self.register_parameter("joint_tokens", None)
+        if instance_tokens:
+            self.instance_tokens = nn.Parameter(torch.zeros(instance_tokens, dim))
+        else:
+            self.register_parameter("instance_tokens", None)
         rates = torch.linspace(0, float(drop_path_rate), depth, device="cpu").tolist()
         self.blocks = nn.ModuleList(
             StructureBlock(dim, num_heads, window_size, mlp_ratio, token_mlp_ratio, rates[i], with_rpe, pad_mode,
-                           adjacency, window_attention) for i in range(depth))
+                           adjacency, window_attention, instance_tokens > 0) for i in range(depth))
         self.out_norm = nn.LayerNorm(dim, eps=1e-6)
         self.out_proj = nn.Linear(dim, in_channels)
         self.init_weights()
@@ -251,8 +306,9 @@ class StructureAwareNeck(nn.Module):
         for block in self.blocks:
             if block.with_window_attention:
                 nn.init.trunc_normal_(block.attn.attn.relative_position_bias_table, std=0.02)
-        if self.joint_tokens is not None:
-            nn.init.trunc_normal_(self.joint_tokens, std=0.02)
+        for tokens in (self.joint_tokens, self.instance_tokens):
+            if tokens is not None:  # distinct after the blocks' LayerNorms, so the slots start apart
+                nn.init.trunc_normal_(tokens, std=0.02)
         if self.zero_init_output:  # the neck starts as the identity: HigherHRNet's function
             nn.init.zeros_(self.out_proj.weight)
 
@@ -266,8 +322,9 @@ class StructureAwareNeck(nn.Module):
         b, _, h, w = x.shape
         z = self.in_proj(x.permute(0, 2, 3, 1))
         tokens = None if self.joint_tokens is None else self.joint_tokens.expand(b, -1, -1)
+        slots = None if self.instance_tokens is None else self.instance_tokens.expand(b, -1, -1)
         for block, offset in zip(self.blocks, self.offsets(h, w)):
-            z, tokens = block(z, tokens, offset)
+            z, tokens, slots = block(z, tokens, slots, offset)
         return x + self.out_proj(self.out_norm(z)).permute(0, 3, 1, 2), tokens
 
 
@@ -288,7 +345,7 @@ class HigherPose(PoseHigherResolutionNet):
             drop_path_rate=t["DROP_PATH_RATE"], with_rpe=t["WITH_RPE"], pad_mode=t["PAD_MODE"],
             shift_windows=t["SHIFT_WINDOWS"], joint_tokens=t["JOINT_TOKENS"],
             skeleton=[tuple(e) for e in t["SKELETON"]], zero_init_output=t["ZERO_INIT_OUTPUT"],
-            window_attention=t["WINDOW_ATTENTION"])
+            window_attention=t["WINDOW_ATTENTION"], instance_tokens=t["INSTANCE_TOKENS"])
 
     def forward(self, x):
         features, _ = self.neck(self.forward_features(x)[0])
