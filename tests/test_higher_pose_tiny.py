@@ -115,6 +115,18 @@ def test_study_report_gives_mean_and_spread_over_seeds(tmp_path):
             with open(result_file, "w") as f:
                 json.dump({"variant": variant, "seed": seed, "epochs": 15, "train_images": 1000, "test_images": 100,
                            "threads": 1, "train_seconds": 120.0, "params": 10, "macs": 2e9, "metrics": metrics}, f)
+    # training logs (the trainer's line format) for two runs; the others have none
+    logs = {("higher_hrnet", 0): {0: [5e-3, 5e-3], 1: [4e-3, 3e-3], 2: [2e-3, 2.2e-3], 3: [1e-3]},
+            ("higher_pose", 0): {0: [5e-3, 4.9e-3], 1: [4.8e-3], 2: [3e-3, 2.6e-3]}}
+    for (variant, seed), epochs in logs.items():
+        folder = os.path.join(study.run_paths(str(tmp_path), variant, 15, seed)[0], "train", "crowd", "net", "cfg")
+        os.makedirs(folder)
+        with open(os.path.join(folder, "cfg_train.log"), "w") as f:
+            for epoch, values in epochs.items():
+                for i, v in enumerate(values):
+                    f.write(f"2026-12-01 03:36:03,497 Epoch: [{epoch}][{10 * (i + 1)}/125]\tTime: 0.117s\t"
+                            f"Loss: 4.846e-03\tStage0-heatmaps: 2.464e-03\tStage0-push: {v:.3e}\t"
+                            f"Stage0-pull: 7.094e-04\tLR: 4.00e-03\n")
     report, plot = tmp_path / "ACC.md", tmp_path / "acc.png"
     (tmp_path / "ACC.md").write_text("old table\n<!-- study notes -->\nkept by hand\n")
     study.main(["--output", str(tmp_path), "--report-only", "--report", str(report), "--plot", str(plot),
@@ -122,7 +134,9 @@ def test_study_report_gives_mean_and_spread_over_seeds(tmp_path):
     text = report.read_text()
     # by hand: mean(0.5, 0.6, 0.7) = 0.6, sample std = 0.1; AP hard half of it
     assert "| higher_hrnet | config | 15 | 0,1,2 | 10 | 2.000 | 0.600 ± 0.100 |" in text
-    assert "0.300 ± 0.050 | 2.0 |" in text
+    # tags apart: epoch 2's mean 2.1e-3 is the first below half of 5e-3 (3rd epoch); never for the other
+    assert "0.300 ± 0.050 | 3, ?, ? | 2.0 |" in text
+    assert "| higher_pose | config | 15 | 0 | 0.620 | 0.310 | never | 2.0 |" in text
     assert "| higher_pose | config | 15 | 0,1 | 10 | 2.000 | 0.620 ± 0.000 |" in text
     assert "old table" not in text and text.endswith("<!-- study notes -->\nkept by hand\n")
     assert plot.stat().st_size > 1000

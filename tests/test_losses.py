@@ -32,6 +32,8 @@ def ae_loop_reference(tags, joints, loss_type):
         diff = r[:, None] - r[None, :]
         if loss_type == "exp":
             push = torch.exp(-diff ** 2).sum() - n
+        elif loss_type == "exp_abs":
+            push = torch.exp(-diff.abs()).sum() - n
         else:
             push = torch.clamp(1 - diff.abs(), min=0).sum() - n
         pushes.append(push / ((n - 1) * n) * 0.5)
@@ -51,7 +53,7 @@ def random_joints(gen, batch, max_people, num_joints, res, people_per_image):
     return joints
 
 
-@pytest.mark.parametrize("loss_type", ["exp", "max"])
+@pytest.mark.parametrize("loss_type", ["exp", "max", "exp_abs"])
 def test_ae_loss_matches_loop(loss_type):
     gen = torch.Generator().manual_seed(0)
     j, res, m = 5, 8, 6
@@ -76,6 +78,21 @@ def test_ae_loss_gradient_matches_loop():
     sum(AELoss("exp")(t1, joints)).sum().backward()
     sum(ae_loop_reference(t2, joints, "exp")).sum().backward()
     torch.testing.assert_close(t1.grad, t2.grad)
+
+
+@pytest.mark.parametrize("loss_type, escapes", [("exp", False), ("exp_abs", True)])
+def test_ae_loss_near_collapsed_tags(loss_type, escapes):
+    """Tags t = w * f of a feature f that varies more within each person than between the two
+    persons (hand-worked: joints at f = +-1 around person means +-0.2). Near w = 0 the 'exp' push
+    is flat and pull wins: gradient descent shrinks w (the collapse). 'exp_abs' has a cusp at 0, so
+    its push wins and w grows."""
+    f = torch.tensor([0.2 - 1, 0.2 + 1, -0.2 - 1, -0.2 + 1], dtype=torch.float64)  # persons (0, 1), (2, 3)
+    joints = torch.tensor([[[[0, 1], [1, 1]], [[2, 1], [3, 1]]]])
+    for w0 in (1e-3, 1e-2):
+        w = torch.tensor(w0, dtype=torch.float64, requires_grad=True)
+        push, pull = AELoss(loss_type)((w * f)[None], joints)
+        (push + pull).sum().backward()
+        assert (w.grad < 0) == escapes, (w0, float(w.grad))  # a descent step grows w iff grad < 0
 
 
 def test_ae_loss_bad_input():

@@ -16,9 +16,11 @@ add to the table. The training seed changes the initial weights and the order an
 the training images; the rendered images (DATASET.SYNTHETIC.SEED) stay the same.
 """
 import argparse
+import glob
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -179,8 +181,36 @@ def load_runs(output):
         path = os.path.join(root, name, "result.json")
         if os.path.isfile(path):
             with open(path) as f:
-                runs.append(json.load(f))
+                run = json.load(f)
+            run["tags_apart"] = tags_apart_epoch(os.path.join(root, name))
+            runs.append(run)
     return runs
+
+
+PUSH_LOG = re.compile(r"Epoch: \[(\d+)\]\[\d+/\d+\].*?Stage0-push: ([0-9.eE+-]+)")
+
+
+def tags_apart_epoch(run_dir):
+    """Epochs until the tags of different people separate, read off the training log: the first
+    epoch whose mean logged stage-0 push loss is below half of the first logged value (taken while
+    all tags are still near zero: push is then at its collapsed level, 0.5 x PUSH_LOSS_FACTOR x the
+    share of images with several people). Returns 1-based epochs, 0 if never, None without a log."""
+    logs = glob.glob(os.path.join(run_dir, "train", "**", "*.log"), recursive=True)
+    if not logs:
+        return None
+    per_epoch = {}
+    with open(max(logs, key=os.path.getsize)) as f:
+        for line in f:
+            m = PUSH_LOG.search(line)
+            if m:
+                per_epoch.setdefault(int(m.group(1)), []).append(float(m.group(2)))
+    if not per_epoch:
+        return None
+    collapsed = per_epoch[min(per_epoch)][0]
+    for epoch in sorted(per_epoch):
+        if statistics.mean(per_epoch[epoch]) < 0.5 * collapsed:
+            return epoch + 1
+    return 0
 
 
 def mean_std(values):
@@ -196,11 +226,17 @@ def summarise(runs, variants):
             row = {"variant": v, "what": VARIANTS[v][2] if v in VARIANTS else v, "epochs": epochs, "label": label,
                    "settings": " ".join(mine[0].get("settings", [])),
                    "seeds": sorted(r["seed"] for r in mine), "params": mine[0]["params"], "macs": mine[0]["macs"],
-                   "train_minutes": mean_std([r["train_seconds"] / 60 for r in mine])}
+                   "train_minutes": mean_std([r["train_seconds"] / 60 for r in mine]),
+                   "tags_apart": [r.get("tags_apart") for r in mine]}
             for label, key in METRICS:
                 row[label] = mean_std([r["metrics"][key] for r in mine])
             rows.append(row)
     return rows
+
+
+def apart_cell(epochs):
+    """'3' for one run, '3, 5, 9' for several; 'never' for a run whose tags stayed collapsed."""
+    return ", ".join("?" if e is None else "never" if e == 0 else str(e) for e in epochs)
 
 
 def report(args, variants):
@@ -215,6 +251,7 @@ def report(args, variants):
              "Written by `tools/study_crowd_accuracy.py` (rerun it to refresh; `--report-only` rewrites this file "
              "from the saved runs).", "",
              f"- Data: synthetic crowds rendered from the real CrowdPose val person layouts shipped with the package "
+             f"(sampled poses where a setting says `DATASET.SYNTHETIC.LAYOUTS none`) "
              f"({runs[0]['train_images']} training / {runs[0]['test_images']} test images, 128 px, 14 joints), "
              f"the same rendered set for every run; evaluated with higherpose-valid's code path (CrowdPose "
              f"metrics, single scale, no flip).",
@@ -225,26 +262,31 @@ def report(args, variants):
              f"{args.jobs} run(s) at a time (training minutes are wall time under that load).", "",
              "Mean ± standard deviation over seeds:", "",
              "| variant | setting | epochs | seeds | params | GMACs | " + " | ".join(label for label, _ in METRICS)
-             + " | train min |",
-             "|---|---|---:|---|---:|---:|" + "---:|" * len(METRICS) + "---:|"]
+             + " | tags apart (epoch) | train min |",
+             "|---|---|---:|---|---:|---:|" + "---:|" * len(METRICS) + "---:|---:|"]
     for r in rows:
         cells = [f"{r[label][0]:.3f} ± {r[label][1]:.3f}" for label, _ in METRICS]
         lines.append(f"| {r['variant']} | {r['label'] or 'config'} | {r['epochs']} | {','.join(map(str, r['seeds']))} | "
                      f"{r['params']:,} | "
-                     f"{r['macs'] / 1e9:.3f} | " + " | ".join(cells) + f" | {r['train_minutes'][0]:.1f} |")
+                     f"{r['macs'] / 1e9:.3f} | " + " | ".join(cells) + f" | {apart_cell(r['tags_apart'])} | "
+                     f"{r['train_minutes'][0]:.1f} |")
     described = {r["variant"]: r["what"] for r in rows}
     lines += ["", "Variants:", ""] + [f"- `{v}`: {what}" for v, what in described.items()]
     settings = {r["label"]: r["settings"] for r in rows if r["label"]}
     if settings:
         lines += ["", "Settings (overrides on top of the config):", ""]
         lines += [f"- `{label}`: `{text}`" for label, text in settings.items()]
-    lines += ["", "Every run (AP / AP hard):", "", "| variant | setting | epochs | seed | AP | AP hard | train min |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    lines += ["", "Tags apart: epochs until the push loss falls below half its value at the start, when all tags "
+              "are near zero (read off each run's training log; never = still collapsed at the end). ",
+              "", "Every run (AP / AP hard):", "",
+              "| variant | setting | epochs | seed | AP | AP hard | tags apart (epoch) | train min |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
     shown = [r for r in runs if r["variant"] in variants]
     for run in sorted(shown, key=lambda x: (variants.index(x["variant"]), x["epochs"], x.get("label", ""), x["seed"])):
         lines.append(f"| {run['variant']} | {run.get('label') or 'config'} | {run['epochs']} | {run['seed']} | "
                      f"{run['metrics']['AP']:.3f} | "
-                     f"{run['metrics']['AP (hard)']:.3f} | {run['train_seconds'] / 60:.1f} |")
+                     f"{run['metrics']['AP (hard)']:.3f} | {apart_cell([run.get('tags_apart')])} | "
+                     f"{run['train_seconds'] / 60:.1f} |")
     if args.plot:
         plot(rows, args.plot)
         rel = os.path.relpath(args.plot, os.path.dirname(os.path.abspath(args.report)) or ".")
