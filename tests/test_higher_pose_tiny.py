@@ -144,13 +144,16 @@ def test_study_report_gives_mean_and_spread_over_seeds(tmp_path):
 
 def test_study_stretches_the_schedule_with_the_budget():
     study = _study_module()
+    train = load_config(TINY).TRAIN  # 25 epochs, LR step at 22: stretched to 30 epochs, the step moves to 26
     args = study.build_parser().parse_args(["--epochs", "30"])
-    assert study.schedule_overrides(args, "higher_pose") == ["TRAIN.END_EPOCH", "30", "TRAIN.LR_STEP", "[26]"]
+    steps = [round(m * 30 / train.END_EPOCH) for m in train.LR_STEP]
+    assert study.schedule_overrides(args, "higher_pose") == ["TRAIN.END_EPOCH", "30", "TRAIN.LR_STEP", str(steps)]
     assert study.budget(args, "higher_hrnet") == 30
     sized = study.build_parser().parse_args(["--label", "big", "DATASET.SYNTHETIC.NUM_TRAIN", "2000"])
     assert study.common_overrides(sized)[1].endswith("data_big")  # not the default set's folder
     default = study.build_parser().parse_args([])
-    assert study.schedule_overrides(default, "higher_hrnet") == [] and study.budget(default, "higher_hrnet") == 15
+    assert study.schedule_overrides(default, "higher_hrnet") == []
+    assert study.budget(default, "higher_hrnet") == load_config(TWIN).TRAIN.END_EPOCH
 
 
 def test_study_refuses_unknown_variant(capsys):

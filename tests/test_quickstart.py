@@ -16,7 +16,7 @@ def test_quickstart_quick(tmp_path):
     table = (out / "metrics.md").read_text().splitlines()
     assert table[0].startswith("| Arch | AP | Ap .5 | AP .75 | AR |")
     assert table[1] == "|---" * 10 + "|"
-    assert table[2].startswith("| pose_hig... | ")
+    assert table[2].startswith("| higher_pose | ")  # the default config: higher_pose_tiny
     assert "| Arch | AP |" in proc.stdout  # the table is printed
     curve = cv2.imread(str(out / "training_curve.png"))
     assert curve is not None and curve.size > 0

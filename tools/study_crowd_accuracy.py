@@ -277,7 +277,7 @@ def report(args, variants):
         lines += ["", "Settings (overrides on top of the config):", ""]
         lines += [f"- `{label}`: `{text}`" for label, text in settings.items()]
     lines += ["", "Tags apart: epochs until the push loss falls below half its value at the start, when all tags "
-              "are near zero (read off each run's training log; never = still collapsed at the end). ",
+              "are near zero (read off each run's training log; never = still collapsed at the end).",
               "", "Every run (AP / AP hard):", "",
               "| variant | setting | epochs | seed | AP | AP hard | tags apart (epoch) | train min |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]

@@ -19,17 +19,10 @@ import statistics
 import subprocess
 import sys
 
-NETWORKS = {  # the same configs and inputs as bench_models.py
-    "higher_hrnet_w32": ("crowd_pose/higher_hrnet/w32_512_adam_lr1e-3.yaml", (512, 512)),
-    "higher_pose": ("crowd_pose/higher_pose/w32_512_adam_lr1e-3.yaml", (512, 512)),
-    "hrformer_s": ("coco/hrt/hrt_small_coco_256x192.yaml", (256, 192)),
-    "hrformer_b": ("coco/hrt/hrt_base_coco_256x192.yaml", (256, 192)),
-    "hrnet_w32": ("coco/hrnet/w32_256x192_adam_lr1e-3.yaml", (256, 192)),
-}
 
-
-def worker(network, mode, channels_last, steps, warmup, threads):
-    """Seconds per step of one setting, with the higherpose found on PYTHONPATH."""
+def worker(cfg_file, h, w, mode, channels_last, steps, warmup, threads):
+    """Seconds per step of one setting, with the higherpose found on PYTHONPATH (the worker
+    imports nothing else of this repository, so it runs against older trees)."""
     import time
 
     import torch
@@ -38,7 +31,6 @@ def worker(network, mode, channels_last, steps, warmup, threads):
     from higherpose.models import build_model
 
     torch.set_num_threads(threads)
-    cfg_file, (h, w) = NETWORKS[network]
     torch.manual_seed(0)
     model = build_model(load_config(cfg_file, ["MODEL.PRETRAINED", ""]), is_train=True)
     images = torch.randn(1, 3, h, w)
@@ -73,19 +65,21 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--before", help="source tree of the baseline")
     p.add_argument("--after", help="source tree with the change")
-    p.add_argument("--networks", default="hrformer_s,hrformer_b", help=f"comma list of {', '.join(NETWORKS)}")
+    p.add_argument("--networks", default="hrformer_s,hrformer_b", help="comma list of bench_models.py's networks")
     p.add_argument("--modes", default="train,infer")
     p.add_argument("--channels-last", default="off,on", help="comma list of off, on")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--worker", nargs=3, metavar=("NETWORK", "MODE", "CHANNELS_LAST"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", nargs=5, metavar=("CFG", "H", "W", "MODE", "CHANNELS_LAST"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        network, mode, cl = args.worker
-        print(json.dumps(worker(network, mode, cl == "on", args.steps, args.warmup, args.threads)))
+        cfg_file, h, w, mode, cl = args.worker
+        print(json.dumps(worker(cfg_file, int(h), int(w), mode, cl == "on", args.steps, args.warmup, args.threads)))
         return
+    from bench_models import NETWORKS  # the same configs and input sizes (this script's folder)
+
     if not (args.before and args.after):
         p.error("--before and --after are both needed")
     trees = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}
@@ -102,7 +96,8 @@ def main(argv=None):
         for s in settings:
             for t in (("before", "after") if r % 2 == 0 else ("after", "before")):
                 cmd = [sys.executable, os.path.abspath(__file__), "--steps", str(args.steps), "--warmup",
-                       str(args.warmup), "--threads", str(args.threads), "--worker", *s]
+                       str(args.warmup), "--threads", str(args.threads), "--worker", NETWORKS[s[0]][0],
+                       *map(str, NETWORKS[s[0]][1]), s[1], s[2]]
                 env = {**os.environ, "PYTHONPATH": trees[t]}
                 out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=trees[t])
                 if out.returncode:
