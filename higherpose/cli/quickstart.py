@@ -74,7 +74,7 @@ def run(argv=None):
     if args.quick:
         syn.update(QUICK_SIZES)
     layouts = args.layouts if args.layouts is not None else str(syn.get("LAYOUTS", PACKAGED_LAYOUTS))
-    sampled = layouts.lower() in ("none", "")
+    sampled = layouts in ("none", "")  # the rule of synthetic.load_layouts
     source = ("sampled poses" if sampled else "the packaged CrowdPose val person layouts"
               if layouts == PACKAGED_LAYOUTS else f"the person layouts of {layouts}")
     print(f"[quickstart] rendering synthetic crowds into {data_dir} ({source})", flush=True)
